@@ -1,0 +1,1 @@
+"""Models of the auctions app (filled in by its issue)."""

@@ -1,0 +1,1 @@
+"""Models of the billing app (filled in by its issue)."""

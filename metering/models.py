@@ -1,0 +1,1 @@
+"""Models of the metering app (filled in by its issue)."""

@@ -192,6 +192,9 @@ if REDIS_URL:
     CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = CELERY_BROKER_TRANSPORT_OPTIONS
 else:
     _broker_dir = VAR_DIR / "broker"
+    # kombu's filesystem transport and Celery's file backend need their folders to exist.
+    for _folder in (_broker_dir / "queue", _broker_dir / "processed", VAR_DIR / "results"):
+        _folder.mkdir(parents=True, exist_ok=True)
     CELERY_BROKER_URL = "filesystem://"
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(_broker_dir / "queue"),

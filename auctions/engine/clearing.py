@@ -1,0 +1,535 @@
+"""Round file in, result file out: split, solve each sub-market, price, explain, merge."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import multiprocessing
+import os
+import time
+from concurrent.futures import ProcessPoolExecutor
+from fractions import Fraction
+from typing import Any
+
+import numpy as np
+
+from . import pricing
+from .components import components
+from .formulation import REASON_BELOW_RESERVE, REASON_NO_OFFER, IntArray, Market, build_market, build_matrices
+from .heuristics import Allocation, best_greedy, from_x
+from .rounds import RESULT_FORMAT, Round, parse_round
+from .solve import SolverFailed, solve_lp, solve_mip
+
+log = logging.getLogger(__name__)
+
+DEFAULT_GAP = 1e-4
+# Sub-markets with more model columns than this get the large-round path (LP first, then a MIP on
+# the most promising placements); below it the full MIP is solved directly, warm-started.
+FULL_MIP_COLUMNS = 40_000
+# Placements per bid kept for the restricted MIP of large sub-markets.
+TOP_PLACEMENTS = 4
+# Below this many model columns in total, sub-markets are solved in-process (process start-up
+# would cost more than it saves).
+PARALLEL_MIN_COLUMNS = 20_000
+
+REASON_XOR = "xor_sibling_won"
+REASON_OUTBID = "outbid"
+REASON_TIME_LIMIT = "time_limit"
+
+STATUS_RANK = {"optimal": 0, "time_limit": 1, "error": 2}
+
+
+def _hours(slots: int, slot_minutes: int) -> Fraction:
+    return Fraction(slots * slot_minutes, 60)
+
+
+def _num(v: Fraction) -> int | float:
+    """JSON number for an exact quantity: an int when whole, else rounded to 6 decimals."""
+    if v.denominator == 1:
+        return int(v)
+    return round(float(v), 6)
+
+
+def _valid(mk: Market, alloc: Allocation) -> bool:
+    """Defensive check of rules 1-5 on the engine's own allocation (the tests use their own)."""
+    x = alloc.x
+    if x.size and (np.any(x < 0) or np.any(x > mk.k_ub)):
+        return False
+    ks = np.flatnonzero(x)
+    places = np.unique(mk.k_place[ks])
+    bids = mk.p_bid[places]
+    if np.unique(bids).size != bids.size:
+        return False
+    groups = mk.b_group[bids]
+    if np.unique(groups).size != groups.size:
+        return False
+    got = np.bincount(mk.k_place[ks], weights=x[ks], minlength=mk.n_places)[places]
+    if np.any(got < mk.b_min[bids]) or np.any(got > mk.b_gpus[bids]):
+        return False
+    usage = np.zeros((mk.o_gpus.size, mk.rnd.slots + 1), dtype=np.int64)
+    for k in ks.tolist():
+        p = int(mk.k_place[k])
+        usage[mk.k_offer[k], mk.p_start[p] : mk.p_end[p]] += x[k]
+    return bool(np.all(usage <= mk.o_gpus[:, None]))
+
+
+def _cleanup(mk: Market, alloc: Allocation) -> Allocation:
+    """Drop awards that cannot be paid in whole cents with IR on both sides (welfare <= 0 or a
+    rounding edge with non-hour slots); removing an award never breaks validity."""
+    x = alloc.x.copy()
+    for b in np.flatnonzero(alloc.chosen >= 0).tolist():
+        p = int(alloc.chosen[b])
+        k0, k1 = int(mk.p_kstart[p]), int(mk.p_kstart[p + 1])
+        ks = [k for k in range(k0, k1) if x[k] > 0]
+        ok = (
+            pricing.priceable(
+                int(mk.b_limit[b]),
+                [int(x[k]) for k in ks],
+                [int(mk.o_reserve[mk.k_offer[k]]) for k in ks],
+                int(mk.b_dur[b]),
+                mk.rnd.slot_minutes,
+            )
+            and float(sum(x[k] * mk.k_value[k] for k in ks)) > 0
+        )
+        if not ok:
+            x[k0:k1] = 0
+    return from_x(mk, x)
+
+
+def _trivial_bound(mk: Market) -> float:
+    """Sum over XOR groups of the best isolated placement value: valid, weak; used without an LP."""
+    best = np.zeros(mk.n_groups)
+    if mk.n_places:
+        np.maximum.at(best, mk.b_group[mk.p_bid], mk.p_best)
+    return float(best.sum())
+
+
+def clear_component(rnd: Round, *, time_limit: float | None, gap: float, solver: str) -> dict[str, Any]:
+    """Clear one sub-market; returns a partial gridx.result/v1 dict (merged by `assemble`)."""
+    t0 = time.perf_counter()
+    deadline = None if time_limit is None else t0 + time_limit
+
+    def left(frac: float = 1.0) -> float | None:
+        if deadline is None:
+            return None
+        return max((deadline - time.perf_counter()) * frac, 0.05)
+
+    mk = build_market(rnd)
+    mt = build_matrices(mk)
+    build_s = time.perf_counter() - t0
+    compile_s = 0.0
+    lp_s = mip_s = 0.0
+    status = "optimal"
+    bound = 0.0
+    duals = np.zeros(mk.r_offer.size)
+    alloc = from_x(mk, np.zeros(mk.n_sources, dtype=np.int64))
+    if mk.n_places:
+        alloc = best_greedy(mk)
+        if mt.c.size <= FULL_MIP_COLUMNS:
+            try:
+                mip = solve_mip(mk, mt, solver=solver, time_limit=left(0.9), gap=gap, warm=alloc.x)
+                mip_s, compile_s = mip.seconds, mip.compile_s
+                cand = from_x(mk, mip.x)
+                if _valid(mk, cand) and cand.welfare(mk) >= alloc.welfare(mk) - 1e-6:
+                    alloc = cand
+                bound = mip.dual_bound if mip.dual_bound is not None else math.inf
+                proven = mip.optimal
+            except SolverFailed as exc:
+                log.warning("MIP failed on a sub-market of %d bids: %s", len(rnd.bids), exc)
+                bound, proven = math.inf, False
+            lp = solve_lp(mt, solver=solver, time_limit=left())
+            lp_s = lp.seconds
+            compile_s += lp.compile_s
+            if lp.optimal:
+                duals = lp.duals
+                bound = min(bound, lp.objective)
+            if not math.isfinite(bound):
+                bound = _trivial_bound(mk)
+            if not proven:
+                status = "time_limit"
+        else:
+            lp = solve_lp(mt, solver=solver, time_limit=left(0.4))
+            lp_s, compile_s = lp.seconds, lp.compile_s
+            if lp.optimal:
+                duals = lp.duals
+                bound = lp.objective
+                score = np.zeros(mk.b_gpus.size)
+                np.add.at(score, mk.p_bid, lp.z)
+                cand = best_greedy(mk, score)
+                if cand.welfare(mk) > alloc.welfare(mk) + 1e-6:
+                    alloc = cand
+            else:
+                bound = _trivial_bound(mk)
+            alloc, mip_s, c2 = _restricted_mip(
+                mk, alloc, lp.z if lp.optimal else None, solver, left(0.95), gap
+            )
+            compile_s += c2
+            status = "time_limit"
+        alloc = _cleanup(mk, alloc)
+        welfare = alloc.welfare(mk)
+        if welfare >= (1.0 - gap) * bound - 1e-6:
+            status = "optimal"
+        bound = max(bound, welfare)
+    t_price = time.perf_counter()
+    piece = _result_piece(mk, alloc, duals, status, bound)
+    piece["stats"] = {
+        "solver": solver,
+        "build_s": build_s,
+        "compile_s": compile_s,
+        "solve_s": lp_s + mip_s,
+        "lp_s": lp_s,
+        "mip_s": mip_s,
+        "pricing_s": time.perf_counter() - t_price,
+        "columns": int(mt.c.size),
+        "nonzeros": mt.nnz,
+        "submarkets": 1,
+    }
+    return piece
+
+
+def _restricted_mip(
+    mk: Market, inc: Allocation, lp_z: np.ndarray | None, solver: str, time_limit: float | None, gap: float
+) -> tuple[Allocation, float, float]:
+    """MIP over the most promising placements of each bid (LP value, then isolated value), plus the
+    incumbent's, warm-started from the incumbent. Valid allocations of the restricted model are
+    valid for the full one; its dual bound is not a bound for the full model and is not used."""
+    keep = np.zeros(mk.n_places, dtype=bool)
+    keep[inc.chosen[inc.chosen >= 0]] = True
+    score = mk.p_best if lp_z is None else lp_z * 1e12 + mk.p_best
+    order = np.lexsort((np.arange(mk.n_places), -score, mk.p_bid))
+    rank = np.empty(mk.n_places, dtype=np.int64)
+    first = mk.b_pstart[mk.p_bid[order]]
+    rank[order] = np.arange(mk.n_places) - first
+    keep |= rank < TOP_PLACEMENTS
+    if lp_z is not None:
+        keep |= lp_z > 1e-6
+    sub, kmap = _restrict(mk, keep)
+    smt = build_matrices(sub)
+    warm = inc.x[kmap]
+    try:
+        mip = solve_mip(sub, smt, solver=solver, time_limit=time_limit, gap=gap, warm=warm)
+    except SolverFailed as exc:
+        log.warning("restricted MIP failed: %s", exc)
+        return inc, 0.0, 0.0
+    x = np.zeros(mk.n_sources, dtype=np.int64)
+    x[kmap] = mip.x
+    cand = from_x(mk, x)
+    if _valid(mk, cand) and cand.welfare(mk) > inc.welfare(mk) + 1e-6:
+        return cand, mip.seconds, mip.compile_s
+    return inc, mip.seconds, mip.compile_s
+
+
+def _restrict(mk: Market, keep: np.ndarray) -> tuple[Market, IntArray]:
+    """The market limited to the kept placements; returns it and the kept sources' old indices."""
+    from dataclasses import replace
+
+    places = np.flatnonzero(keep)
+    ksel = keep[mk.k_place]
+    kmap = np.flatnonzero(ksel)
+    newp = np.cumsum(keep) - 1
+    nsrc = np.diff(mk.p_kstart)[places]
+    b_pstart = np.searchsorted(places, mk.b_pstart).astype(np.int64)
+    stride = mk.rnd.slots + 1
+    pair = np.unique(mk.k_offer[kmap] * stride + mk.p_start[mk.k_place[kmap]])
+    sub = replace(
+        mk,
+        b_pstart=b_pstart,
+        p_bid=mk.p_bid[places],
+        p_model=mk.p_model[places],
+        p_cluster=mk.p_cluster[places],
+        p_start=mk.p_start[places],
+        p_end=mk.p_end[places],
+        p_kstart=np.concatenate(([0], np.cumsum(nsrc))).astype(np.int64),
+        p_best=mk.p_best[places],
+        k_place=newp[mk.k_place[kmap]],
+        k_offer=mk.k_offer[kmap],
+        k_margin=mk.k_margin[kmap],
+        k_ub=mk.k_ub[kmap],
+        k_value=mk.k_value[kmap],
+        r_offer=pair // stride,
+        r_slot=pair % stride,
+    )
+    return sub, kmap
+
+
+def _result_piece(
+    mk: Market, alloc: Allocation, duals: np.ndarray, status: str, bound: float
+) -> dict[str, Any]:
+    """Awards, offers, prices and losers of one sub-market, in integers."""
+    rnd = mk.rnd
+    sm = rnd.slot_minutes
+    prices = pricing.unit_prices(mk, duals)
+    cum = pricing.window_charges(prices)
+    awards: list[dict[str, Any]] = []
+    sold: dict[int, list[Fraction | int]] = {}
+    index: dict[tuple[str, str, int], int] = {}
+    uplift_cm = 0
+    for b in np.flatnonzero(alloc.chosen >= 0).tolist():
+        bid = rnd.bids[b]
+        p = int(alloc.chosen[b])
+        s, e = int(mk.p_start[p]), int(mk.p_end[p])
+        ks = [k for k in range(int(mk.p_kstart[p]), int(mk.p_kstart[p + 1])) if alloc.x[k] > 0]
+        ks.sort(key=lambda k: rnd.offers[int(mk.k_offer[k])].id)
+        offs = [int(mk.k_offer[k]) for k in ks]
+        g = [int(alloc.x[k]) for k in ks]
+        money = pricing.award_money(
+            limit=bid.limit,
+            dur=bid.duration,
+            slot_minutes=sm,
+            gpus=g,
+            reserves=[int(mk.o_reserve[o]) for o in offs],
+            charges_cm=[int(cum[o, e] - cum[o, s]) * gi * sm for o, gi in zip(offs, g, strict=True)],
+            offer_ids=[rnd.offers[o].id for o in offs],
+        )
+        uplift_cm += money.uplift_cm
+        model = mk.models[int(mk.p_model[p])]
+        awards.append(
+            {
+                "bid": bid.id,
+                "gpu_model": model,
+                "cluster": mk.clusters[int(mk.p_cluster[p])] if bid.colocate else None,
+                "start_slot": s,
+                "end_slot": e,
+                "gpus": sum(g),
+                "sources": [{"offer": rnd.offers[o].id, "gpus": gi} for o, gi in zip(offs, g, strict=True)],
+                "payment_cents": money.payment,
+            }
+        )
+        for o, gi, rc in zip(offs, g, money.receipts, strict=True):
+            acc = sold.setdefault(o, [Fraction(0), 0])
+            acc[0] = Fraction(acc[0]) + _hours(bid.duration, sm) * gi
+            acc[1] = int(acc[1]) + rc
+            cl = rnd.offers[o].cluster
+            for t in range(s, e):
+                key = (cl, model, t)
+                index[key] = max(index.get(key, 0), int(prices[o, t]))
+    winners = {rnd.bids[b].id for b in np.flatnonzero(alloc.chosen >= 0).tolist()}
+    group_winner: dict[int, str] = {}
+    for b in np.flatnonzero(alloc.chosen >= 0).tolist():
+        group_winner[int(mk.b_group[b])] = rnd.bids[b].id
+    losers: list[dict[str, Any]] = []
+    for b, bid in enumerate(rnd.bids):
+        if bid.id in winners:
+            continue
+        row: dict[str, Any] = {"bid": bid.id}
+        structural = mk.b_reason[b]
+        if structural is not None:
+            row["reason"] = structural
+        elif int(mk.b_group[b]) in group_winner:
+            row["reason"] = REASON_XOR
+            row["xor_winner"] = group_winner[int(mk.b_group[b])]
+        else:
+            row["reason"] = REASON_OUTBID if status == "optimal" else REASON_TIME_LIMIT
+            need = pricing.price_needed(mk, b, cum)
+            if need is not None:
+                row["price_needed_cents_per_gpu_hour"] = max(need, bid.limit + 1)
+        losers.append(row)
+    return {
+        "status": status,
+        "bound_cents": _bound_cents(bound),
+        "awards": awards,
+        "offers": [
+            {"offer": rnd.offers[o].id, "gpu_hours_sold": _num(Fraction(v[0])), "revenue_cents": int(v[1])}
+            for o, v in sold.items()
+        ],
+        "prices": [
+            {"cluster": c, "gpu_model": m, "slot": t, "cents_per_gpu_hour": v}
+            for (c, m, t), v in index.items()
+        ],
+        "losers": losers,
+        "pricing": {"rule": pricing.RULE, "uplift_cents": uplift_cm // 60},
+    }
+
+
+def _bound_cents(bound: float) -> int:
+    """Whole cents, rounded up; float noise below 1e-7 relative is read as exact (an integral LP or
+    MIP objective comes back as e.g. 8480.000000002)."""
+    if bound <= 0:
+        return 0
+    return math.ceil(bound - 1e-7 * max(1.0, abs(bound)))
+
+
+def empty_result(
+    round_id: object, status: str, message: str, problems: list[str] | None = None
+) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "format": RESULT_FORMAT,
+        "round": round_id if isinstance(round_id, str) else None,
+        "status": status,
+        "message": message,
+        "welfare_cents": 0,
+        "bound_cents": 0,
+        "awards": [],
+        "offers": [],
+        "prices": [],
+        "losers": [],
+        "pricing": {"rule": pricing.RULE, "uplift_cents": 0},
+        "stats": {"solver": None, "build_s": 0.0, "solve_s": 0.0, "pricing_s": 0.0},
+    }
+    if problems is not None:
+        out["problems"] = problems
+    return out
+
+
+def assemble(rnd: Round, pieces: list[dict[str, Any]], solver: str) -> dict[str, Any]:
+    """Merge sub-market results into one gridx.result/v1 dict, in canonical order."""
+    by_id = {b.id: b for b in rnd.bids}
+    reserve = {o.id: o.reserve for o in rnd.offers}
+    awards = sorted((a for p in pieces for a in p["awards"]), key=lambda a: str(a["bid"]))
+    welfare_cm = 0
+    for a in awards:
+        b = by_id[a["bid"]]
+        d = int(a["end_slot"]) - int(a["start_slot"])
+        for src in a["sources"]:
+            welfare_cm += (b.limit - reserve[src["offer"]]) * int(src["gpus"]) * d * rnd.slot_minutes
+    index: dict[tuple[str, str, int], int] = {}
+    for p in pieces:
+        for row in p["prices"]:
+            key = (row["cluster"], row["gpu_model"], int(row["slot"]))
+            index[key] = max(index.get(key, 0), int(row["cents_per_gpu_hour"]))
+    status = "optimal"
+    for p in pieces:
+        if STATUS_RANK.get(p["status"], 2) > STATUS_RANK[status]:
+            status = p["status"]
+    stats: dict[str, Any] = {"solver": solver}
+    for key in ("build_s", "compile_s", "solve_s", "lp_s", "mip_s", "pricing_s"):
+        stats[key] = round(sum(float(p["stats"].get(key, 0.0)) for p in pieces), 4)
+    for key in ("columns", "nonzeros", "submarkets"):
+        stats[key] = sum(int(p["stats"].get(key, 0)) for p in pieces)
+    result: dict[str, Any] = {
+        "format": RESULT_FORMAT,
+        "round": rnd.round,
+        "status": status,
+        "welfare_cents": welfare_cm // 60,
+        "bound_cents": max(sum(int(p["bound_cents"]) for p in pieces), welfare_cm // 60),
+        "awards": awards,
+        "offers": sorted((o for p in pieces for o in p["offers"]), key=lambda o: str(o["offer"])),
+        "prices": [
+            {"cluster": c, "gpu_model": m, "slot": t, "cents_per_gpu_hour": v}
+            for (c, m, t), v in sorted(index.items())
+        ],
+        "losers": sorted((lo for p in pieces for lo in p["losers"]), key=lambda lo: str(lo["bid"])),
+        "pricing": {
+            "rule": pricing.RULE,
+            "uplift_cents": sum(int(p["pricing"]["uplift_cents"]) for p in pieces),
+        },
+        "stats": stats,
+    }
+    return result
+
+
+def _run_piece(args: tuple[Round, float | None, float, str]) -> dict[str, Any]:
+    rnd, tl, gap, solver = args
+    return clear_component(rnd, time_limit=tl, gap=gap, solver=solver)
+
+
+def _can_fork_children() -> bool:
+    # Celery's prefork workers are daemonic, and daemonic processes may not have children.
+    return not multiprocessing.current_process().daemon
+
+
+def clear(
+    round_doc: dict[str, Any],
+    *,
+    time_limit: float | None = None,
+    gap: float = DEFAULT_GAP,
+    solver: str = "HIGHS",
+    workers: int | None = None,
+) -> dict[str, Any]:
+    """Clear a gridx.round/v1 document; never raises for bad input (status infeasible_input)."""
+    t0 = time.perf_counter()
+    rnd, problems = parse_round(round_doc)
+    if rnd is None:
+        rid = round_doc.get("round") if isinstance(round_doc, dict) else None
+        return empty_result(rid, "infeasible_input", "\n".join(problems), problems)
+    parts = components(rnd)
+    sizes = [_size_hint(p) for p in parts]
+    order = sorted(range(len(parts)), key=lambda i: (-sizes[i], i))
+    n_workers = workers if workers is not None else min(os.cpu_count() or 1, max(len(parts), 1))
+    total = sum(sizes) or 1
+    budgets: list[float | None] = []
+    for s in sizes:
+        if time_limit is None:
+            budgets.append(None)
+        else:
+            share = min(1.0, s / total * max(n_workers, 1)) if len(parts) > 1 else 1.0
+            budgets.append(max(time_limit * 0.92 * share, 0.2))
+    pieces: list[dict[str, Any] | None] = [None] * len(parts)
+    try:
+        big = [i for i in order if sizes[i] > 0]
+        if n_workers > 1 and len(big) > 1 and total >= PARALLEL_MIN_COLUMNS and _can_fork_children():
+            ctx = multiprocessing.get_context("spawn")
+            with ProcessPoolExecutor(max_workers=min(n_workers, len(big)), mp_context=ctx) as pool:
+                futs = {i: pool.submit(_run_piece, (parts[i], budgets[i], gap, solver)) for i in big}
+                for i in order:
+                    if i not in futs:
+                        pieces[i] = clear_component(parts[i], time_limit=budgets[i], gap=gap, solver=solver)
+                for i, f in futs.items():
+                    pieces[i] = f.result()
+        else:
+            for i in order:
+                pieces[i] = clear_component(parts[i], time_limit=budgets[i], gap=gap, solver=solver)
+    except Exception as exc:  # noqa: BLE001 - the contract is a result with status "error", not a traceback
+        log.exception("clearing failed")
+        return empty_result(rnd.round, "error", f"{type(exc).__name__}: {exc}")
+    result = assemble(rnd, [p for p in pieces if p is not None], solver)
+    result["stats"]["wall_s"] = round(time.perf_counter() - t0, 4)
+    result["stats"]["workers"] = n_workers
+    return result
+
+
+def _size_hint(rnd: Round) -> int:
+    """Rough model size (bids x offers), for the time split and the choice of processes."""
+    return len(rnd.bids) * max(len(rnd.offers), 0)
+
+
+def split(round_doc: dict[str, Any]) -> list[dict[str, Any]]:
+    """Independent sub-markets as gridx.round/v1 documents (for clearing them as separate tasks).
+
+    Bad input gives one part, the document itself, so that clearing it reports the problems."""
+    rnd, _ = parse_round(round_doc)
+    if rnd is None:
+        return [round_doc]
+    raw_offers = {o["id"]: o for o in round_doc["offers"]}
+    raw_bids = {b["id"]: b for b in round_doc["bids"]}
+    head = {k: v for k, v in round_doc.items() if k not in ("offers", "bids")}
+    out: list[dict[str, Any]] = []
+    lonely: list[Round] = []
+    for part in components(rnd):
+        if not part.offers:
+            lonely.append(part)  # bids no offer can serve: one part for all of them
+            continue
+        out.append(
+            {
+                **head,
+                "offers": [raw_offers[o.id] for o in part.offers],
+                "bids": [raw_bids[b.id] for b in part.bids],
+            }
+        )
+    if lonely or not out:
+        out.append({**head, "offers": [], "bids": [raw_bids[b.id] for part in lonely for b in part.bids]})
+    return out
+
+
+def merge(round_doc: dict[str, Any], parts_results: list[dict[str, Any]]) -> dict[str, Any]:
+    """Merge the results of `split(round_doc)` parts into the round's result."""
+    rnd, problems = parse_round(round_doc)
+    if rnd is None:
+        rid = round_doc.get("round") if isinstance(round_doc, dict) else None
+        return empty_result(rid, "infeasible_input", "\n".join(problems), problems)
+    for r in parts_results:
+        if r.get("status") in ("infeasible_input", "error"):
+            return empty_result(rnd.round, "error", f"a part failed: {r.get('message', r.get('status'))}")
+    solver = next((str(r["stats"].get("solver")) for r in parts_results if r["stats"].get("solver")), "HIGHS")
+    result = assemble(rnd, parts_results, solver)
+    result["stats"]["wall_s"] = round(
+        max((float(r["stats"].get("wall_s", 0.0)) for r in parts_results), default=0.0), 4
+    )
+    result["stats"]["workers"] = len(parts_results)
+    return result
+
+
+def dumps_result(result: dict[str, Any]) -> str:
+    """Canonical JSON text: sorted keys, one space indent, integers for money, newline at the end."""
+    return json.dumps(result, sort_keys=True, indent=1, ensure_ascii=False, allow_nan=False) + "\n"

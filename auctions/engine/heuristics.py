@@ -1,0 +1,128 @@
+"""Greedy primal heuristics: fast, deterministic, always valid (rules 1-5 by construction)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .formulation import FloatArray, IntArray, Market, fill
+
+
+@dataclass(frozen=True)
+class Allocation:
+    """GPUs per source (`x`) and the chosen placement per bid (-1 when it loses)."""
+
+    x: IntArray
+    chosen: IntArray
+
+    def welfare(self, mk: Market) -> float:
+        return float(self.x @ mk.k_value)
+
+
+def empty(mk: Market) -> Allocation:
+    return Allocation(np.zeros(mk.n_sources, dtype=np.int64), np.full(mk.b_gpus.size, -1, dtype=np.int64))
+
+
+def best_fit(mk: Market, b: int, usage: IntArray) -> tuple[int, IntArray, float]:
+    """The bid's most valuable placement given `usage` (offers x slots): (placement, take, value)."""
+    p0, p1 = int(mk.b_pstart[b]), int(mk.b_pstart[b + 1])
+    if p0 == p1:
+        return -1, np.zeros(0, dtype=np.int64), 0.0
+    k0, k1 = int(mk.p_kstart[p0]), int(mk.p_kstart[p1])
+    ks = np.arange(k0, k1)
+    o = mk.k_offer[ks]
+    s = mk.p_start[mk.k_place[ks]]
+    d = int(mk.b_dur[b])
+    used = usage[o[:, None], s[:, None] + np.arange(d)[None, :]].max(axis=1)
+    avail = np.minimum(mk.k_ub[ks], mk.o_gpus[o] - used)
+    seg_id = mk.k_place[ks] - p0
+    seg_start = mk.p_kstart[p0:p1] - k0
+    n = p1 - p0
+    take = fill(
+        avail,
+        mk.k_margin[ks],
+        seg_start,
+        seg_id,
+        np.full(n, mk.b_gpus[b], dtype=np.int64),
+        np.full(n, mk.b_min[b], dtype=np.int64),
+    )
+    got = np.bincount(seg_id, weights=take, minlength=n)
+    val = np.bincount(seg_id, weights=take * mk.k_value[ks], minlength=n)
+    ok = (got >= mk.b_min[b]) & (val > 1e-9)
+    if not ok.any():
+        return -1, np.zeros(0, dtype=np.int64), 0.0
+    val = np.where(ok, val, -np.inf)
+    best = int(np.argmax(val))  # first maximum: canonical tie-break
+    p = p0 + best
+    sel = seg_id == best
+    return p, take * sel, float(val[best])
+
+
+def greedy(mk: Market, order: IntArray, start: Allocation | None = None) -> Allocation:
+    """Place bids one by one in `order`, each where its value is highest on what is left."""
+    usage = np.zeros((mk.o_gpus.size, mk.rnd.slots + 1), dtype=np.int64)
+    x = np.zeros(mk.n_sources, dtype=np.int64)
+    chosen = np.full(mk.b_gpus.size, -1, dtype=np.int64)
+    taken = np.zeros(mk.n_groups, dtype=bool)
+    if start is not None:
+        x = start.x.copy()
+        chosen = start.chosen.copy()
+        for b in np.flatnonzero(chosen >= 0):
+            taken[mk.b_group[b]] = True
+        _add_usage(mk, usage, np.flatnonzero(x), x)
+    for b in order.tolist():
+        if chosen[b] >= 0 or taken[mk.b_group[b]]:
+            continue
+        p, take, _ = best_fit(mk, b, usage)
+        if p < 0:
+            continue
+        k0 = int(mk.p_kstart[mk.b_pstart[b]])
+        ks = np.flatnonzero(take) + k0
+        x[ks] = take[ks - k0]
+        _add_usage(mk, usage, ks, x)
+        chosen[b] = p
+        taken[mk.b_group[b]] = True
+    return Allocation(x, chosen)
+
+
+def _add_usage(mk: Market, usage: IntArray, ks: IntArray, x: IntArray | None = None) -> None:
+    for k in ks.tolist():
+        p = int(mk.k_place[k])
+        g = int(x[k]) if x is not None else 0
+        usage[mk.k_offer[k], mk.p_start[p] : mk.p_end[p]] += g
+
+
+def orders(mk: Market, lp_score: FloatArray | None = None) -> list[IntArray]:
+    """Bid orders to try: total limit value, best isolated welfare, welfare density, LP guidance."""
+    nb = mk.b_gpus.size
+    ids = np.arange(nb)
+    best = np.zeros(nb)
+    if mk.n_places:
+        np.maximum.at(best, mk.p_bid, mk.p_best)
+    total = mk.b_limit * mk.b_gpus * mk.b_dur.astype(float)
+    density = best / np.maximum(mk.b_gpus * mk.b_dur, 1)
+    out = [np.lexsort((ids, -total)), np.lexsort((ids, -best)), np.lexsort((ids, -density))]
+    if lp_score is not None:
+        out.append(np.lexsort((ids, -best, -np.round(lp_score, 6))))
+    return out
+
+
+def from_x(mk: Market, x: IntArray) -> Allocation:
+    """An allocation from source values whose placements are known to be valid."""
+    chosen = np.full(mk.b_gpus.size, -1, dtype=np.int64)
+    ks = np.flatnonzero(x > 0)
+    if ks.size:
+        ps = mk.k_place[ks]
+        chosen[mk.p_bid[ps]] = ps
+    return Allocation(x.astype(np.int64), chosen)
+
+
+def best_greedy(mk: Market, lp_score: FloatArray | None = None) -> Allocation:
+    """The best of the greedy orders (first best on ties)."""
+    best = empty(mk)
+    for order in orders(mk, lp_score):
+        a = greedy(mk, order)
+        if a.welfare(mk) > best.welfare(mk) + 1e-6:
+            best = a
+    return best

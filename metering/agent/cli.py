@@ -171,8 +171,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         stop.set()
         wake.set()
         sender.join(timeout=10)
-        if args.duration is not None and not sender.is_alive():
-            uploader.drain()
+        if not sender.is_alive():
+            # Bounded: a stop must not wait for a long backlog; the rest goes on the next start.
+            uploader.drain(limit=100)
         outbox.close()
     return EXIT_OK
 

@@ -31,7 +31,12 @@ def scenario_dict(faults: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     return {
         "start_wall": "2026-01-01T00:00:00Z",
         "gpus": [
-            {"uuid": GPU_A, "util_pct": [[0, 20], [600, 100]], "power_w": [[0, 100], [600, 700]], "processes": 1},
+            {
+                "uuid": GPU_A,
+                "util_pct": [[0, 20], [600, 100]],
+                "power_w": [[0, 100], [600, 700]],
+                "processes": 1,
+            },
             {"uuid": GPU_B, "util_pct": 50, "power_w": 300, "unsupported": ["ecc", "serial"]},
         ],
         "faults": faults or [],
@@ -77,7 +82,9 @@ def make_agent(tmp_path: Path, server: RefServer) -> Iterator[Any]:
         clock = SimClock(start_wall=START_WALL, wall_steps=scenario.wall_steps())
         backend = FakeBackend(scenario, clock)
         state = StateDir(tmp_path / "state")
-        done = enroll(state=state, server_url=server.url, token="tok", gpus=backend.inventory(), backend="fake")
+        done = enroll(
+            state=state, server_url=server.url, token="tok", gpus=backend.inventory(), backend="fake"
+        )
         outbox = Outbox(state.outbox_path)
         opened.append(outbox)
         runner = Runner(
@@ -88,7 +95,9 @@ def make_agent(tmp_path: Path, server: RefServer) -> Iterator[Any]:
             uuids=list(done.gpu_uuids),
             timing=timing or Timing(),
         )
-        uploader = Uploader(outbox=outbox, server_url=server.url, host_id=done.host_id, private_key=state.load_key())
+        uploader = Uploader(
+            outbox=outbox, server_url=server.url, host_id=done.host_id, private_key=state.load_key()
+        )
         runner.tick()  # the first sample: the baseline at scenario time 0
         return Agent(state, scenario, clock, backend, outbox, runner, uploader, done.host_id)
 

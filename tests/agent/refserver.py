@@ -146,7 +146,9 @@ class RefServer:
         try:
             request = parse_enroll_request(body)
         except ProtocolError as exc:
-            return 400, _problem(400, "malformed", "Malformed enrolment", errors=[(exc.field, exc.code, exc.message)])
+            return 400, _problem(
+                400, "malformed", "Malformed enrolment", errors=[(exc.field, exc.code, exc.message)]
+            )
         token = self.tokens.get(request.token)
         if token is None:
             return 401, _problem(401, "token_invalid", "Unknown enrolment token")
@@ -160,7 +162,11 @@ class RefServer:
                 errors.append((f"gpus[{i}].uuid", "gpu_taken", f"{gpu.uuid} is enrolled on another host"))
             elif gpu.uuid not in token.gpus:
                 errors.append(
-                    (f"gpus[{i}].uuid", "not_declared", f"{gpu.uuid} is not in the seller's declared inventory")
+                    (
+                        f"gpus[{i}].uuid",
+                        "not_declared",
+                        f"{gpu.uuid} is not in the seller's declared inventory",
+                    )
                 )
         found = {g.uuid for g in request.gpus}
         for uuid in sorted(token.gpus - found):
@@ -199,7 +205,11 @@ class RefServer:
             if seq is not None:
                 self._consume(host, seq, "", None)
             return 400, _problem(
-                400, "malformed", "Malformed envelope", errors=[(exc.field, exc.code, exc.message)], acked=host.acked
+                400,
+                "malformed",
+                "Malformed envelope",
+                errors=[(exc.field, exc.code, exc.message)],
+                acked=host.acked,
             )
         if env.host_id != signed.host_id:
             return 400, _problem(400, "host_mismatch", "Body host_id differs from the Gridx-Host header")
@@ -208,14 +218,20 @@ class RefServer:
             if host.hashes[env.seq] == env.hash:
                 self.duplicates += 1
                 return 200, {"acked_seq": host.acked, "status": "duplicate"}
-            return 409, _problem(409, "seq_conflict", "Another envelope holds this sequence number", acked=host.acked)
+            return 409, _problem(
+                409, "seq_conflict", "Another envelope holds this sequence number", acked=host.acked
+            )
         # 4. The chain, where the neighbours are known; a missing neighbour is a gap, not an error.
         prev = host.hashes.get(env.seq - 1)
         if prev and prev != env.prev_hash:  # "" = consumed unparsed: nothing to compare with
-            return 409, _problem(409, "chain_broken", "prev_hash does not match envelope seq-1", acked=host.acked)
+            return 409, _problem(
+                409, "chain_broken", "prev_hash does not match envelope seq-1", acked=host.acked
+            )
         nxt = self.next_prev_hash.get((env.host_id, env.seq + 1))
         if nxt is not None and nxt != env.hash:
-            return 409, _problem(409, "chain_broken", "envelope seq+1 does not chain to this one", acked=host.acked)
+            return 409, _problem(
+                409, "chain_broken", "envelope seq+1 does not chain to this one", acked=host.acked
+            )
         if env.seq > 1 and prev is None:
             host.gaps_seen.add(env.seq - 1)
         # 5. The reports themselves.
@@ -226,7 +242,9 @@ class RefServer:
             if owner is None:
                 errors.append((f"reports[{i}].gpu_uuid", "unknown_gpu", f"{r.gpu_uuid} is not enrolled"))
             elif owner != env.host_id:
-                errors.append((f"reports[{i}].gpu_uuid", "foreign_gpu", f"{r.gpu_uuid} belongs to another host"))
+                errors.append(
+                    (f"reports[{i}].gpu_uuid", "foreign_gpu", f"{r.gpu_uuid} belongs to another host")
+                )
             elif r.end > horizon:
                 errors.append((f"reports[{i}].end", "interval_in_future", "the interval ends in the future"))
         if errors:

@@ -61,7 +61,9 @@ def test_the_server_being_slow_to_ack_never_duplicates(make_agent, server):
     assert queued is not None
     agent.uploader.send_once()
     agent.uploader.stored_through = 0
-    agent.outbox.db.execute("INSERT INTO envelope (seq, body, created_at) VALUES (?, ?, '')", (1, queued.body))
+    agent.outbox.db.execute(
+        "INSERT INTO envelope (seq, body, created_at) VALUES (?, ?, '')", (1, queued.body)
+    )
     agent.uploader.drain()
     assert server.duplicates == 1
     assert len(server.accepted) == 5
@@ -116,7 +118,10 @@ def test_a_stale_signature_is_refused_but_the_agent_re_signs_on_resend(make_agen
 
 def test_a_clock_jump_does_not_stretch_or_shrink_delivered_time(make_agent, server):
     agent = make_agent(
-        faults=[{"at": 610, "kind": "wall_jump", "seconds": 3600}, {"at": 1210, "kind": "wall_jump", "seconds": -7200}]
+        faults=[
+            {"at": 610, "kind": "wall_jump", "seconds": 3600},
+            {"at": 1210, "kind": "wall_jump", "seconds": -7200},
+        ]
     )
     agent.run(1800)
     got = delivered(server, agent.host_id)

@@ -230,12 +230,8 @@ def test_any_envelope_the_agent_can_build_parses_back_to_the_same_reports(report
 def test_a_problem_from_a_proxy_is_read_leniently():
     problem = parse_problem(502, b"<html>Bad gateway</html>")
     assert problem.code == "http_502" and "Bad gateway" in problem.detail
-    parsed = parse_problem(
-        422,
-        json.dumps(
-            {"code": "gpu_mismatch", "title": "Mismatch", "status": 422, "acked_seq": 4,
-             "errors": [{"field": "gpus[0].uuid", "code": "not_declared", "message": "GPU-x is not declared"}]}
-        ).encode(),
-    )  # fmt: skip
+    error = {"field": "gpus[0].uuid", "code": "not_declared", "message": "GPU-x is not declared"}
+    answer = {"code": "gpu_mismatch", "title": "Mismatch", "status": 422, "acked_seq": 4, "errors": [error]}
+    parsed = parse_problem(422, json.dumps(answer).encode())
     assert parsed.acked_seq == 4
     assert "gpus[0].uuid: GPU-x is not declared" in parsed.describe()

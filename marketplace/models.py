@@ -263,6 +263,10 @@ class Bid(models.Model):
     replaces = models.OneToOneField(
         "self", null=True, blank=True, on_delete=models.PROTECT, related_name="replaced_by"
     )
+    # The sealed-bid commitment: SHA-256 of the bid's canonical JSON with a secret salt, given to
+    # the owner; rounds publish the Merkle root of their bids' receipts (docs/rounds.md).
+    receipt_salt = models.CharField(max_length=32, blank=True, default="")
+    receipt = models.CharField(max_length=64, blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True)
     cancelled_at = models.DateTimeField(null=True, blank=True)
 

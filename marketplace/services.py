@@ -15,7 +15,7 @@ from django.db.models import Q
 from django.utils import timezone
 from django.utils.text import slugify
 
-from . import grid, rules
+from . import grid, receipts, rules
 from .errors import (
     Conflict,
     FieldError,
@@ -388,8 +388,11 @@ def _create_bid(
         idempotency_key=idempotency_key,
         placed_by=actor,
         replaces=replaces,
+        receipt_salt=receipts.new_salt(),
     )
     bid.gpu_models.set(models)
+    bid.receipt = receipts.receipt_of(receipts.bid_receipt_document(bid, gpu_models=[m.name for m in models]))
+    bid.save(update_fields=["receipt"])
     return bid
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import dj_database_url
 import django_stubs_ext
+from celery.schedules import crontab
 
 # Lets admin and other Django generics be subscripted at runtime, as the type checker sees them.
 django_stubs_ext.monkeypatch()
@@ -204,8 +205,11 @@ else:
     }
     CELERY_RESULT_BACKEND = f"file://{VAR_DIR / 'results'}"
 
+# Cutoffs fall on whole minutes, so the close tick runs at the start of every minute.
 CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
-    "orders-expire": {"task": "marketplace.tasks.orders_expire_task", "schedule": 60.0},
+    "round-close-due": {"task": "auctions.tasks.round_close_due_task", "schedule": crontab(minute="*")},
+    "round-clear-sweep": {"task": "auctions.tasks.round_clear_sweep_task", "schedule": 60.0},
+    "orders-expire": {"task": "marketplace.tasks.orders_expire_task", "schedule": 300.0},
 }
 
 REST_FRAMEWORK = {
@@ -220,3 +224,12 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
 }
+
+# --- Clearing ---------------------------------------------------------------------------------
+# The relative MIP gap at which a clearing counts as optimal; fixed and published in every report.
+CLEARING_GAP = float(os.environ.get("CLEARING_GAP", "0.0001"))
+# Processes the engine may use inside one task; Celery's prefork children cannot fork pools, and
+# scale-out happens across workers instead (docs/rounds.md).
+CLEARING_WORKERS = env_int("CLEARING_WORKERS", 1)
+# A clearing still running after this many seconds is presumed dead and re-run by the sweep.
+CLEARING_STALE_SECONDS = env_int("CLEARING_STALE_SECONDS", CELERY_TASK_TIME_LIMIT + 60)

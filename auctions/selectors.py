@@ -1,0 +1,229 @@
+"""Reads of rounds and their results; team data only through the acting team.
+
+`round_snapshot_build` turns the live order book into the frozen gridx.round/v1 document.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import defaultdict
+from typing import Any
+
+from django.conf import settings
+from django.db.models import QuerySet, Sum
+
+from marketplace.errors import NotFound
+from marketplace.models import Bid, BidStatus, Offer, OfferStatus, Team
+
+from .models import BidOutcome, Lease, LeaseSource, PricePoint, Round, RoundStatus
+
+ISO = "%Y-%m-%dT%H:%M:%SZ"
+
+
+def iso(moment: dt.datetime) -> str:
+    return moment.astimezone(dt.UTC).strftime(ISO)
+
+
+def offer_piece_id(offer_id: int, piece: int, pieces: int) -> str:
+    return f"o{offer_id}" if pieces == 1 else f"o{offer_id}.{piece}"
+
+
+def offer_id_of_piece(piece_id: str) -> int:
+    return int(piece_id[1:].split(".", 1)[0])
+
+
+def bid_id_of(bid_ref: str) -> int:
+    return int(bid_ref[1:])
+
+
+def xor_group_of(bid: Bid) -> str | None:
+    # Labels are a team's own; prefixing the team keeps two teams' "alt" groups apart.
+    return f"{bid.team.slug}:{bid.xor_group}" if bid.xor_group else None
+
+
+def _remaining_capacity(offers: list[Offer], round_: Round) -> dict[int, list[int]]:
+    """GPUs of each offer not yet leased, per slot of the round's horizon."""
+    slot = dt.timedelta(minutes=round_.slot_minutes)
+    hs = round_.horizon_start
+    caps: dict[int, list[int]] = {}
+    for offer in offers:
+        caps[offer.pk] = [
+            offer.gpus if offer.start <= hs + k * slot and hs + (k + 1) * slot <= offer.end else 0
+            for k in range(round_.slots)
+        ]
+    sold = LeaseSource.objects.filter(offer__in=offers, lease__end__gt=hs).values_list(
+        "offer_id", "gpus", "lease__start", "lease__end"
+    )
+    for offer_id, gpus, start, end in sold:
+        first = max(int((start - hs) / slot), 0)
+        last = min(int((end - hs) / slot), round_.slots)
+        for k in range(first, last):
+            caps[offer_id][k] -= gpus
+    return caps
+
+
+def _pieces(cap: list[int]) -> list[tuple[int, int, int]]:
+    """Maximal runs of constant positive capacity: (start_slot, end_slot, gpus)."""
+    runs: list[tuple[int, int, int]] = []
+    k = 0
+    while k < len(cap):
+        if cap[k] <= 0:
+            k += 1
+            continue
+        j = k
+        while j < len(cap) and cap[j] == cap[k]:
+            j += 1
+        runs.append((k, j, cap[k]))
+        k = j
+    return runs
+
+
+def round_snapshot_build(*, round_: Round) -> tuple[dict[str, Any], list[Bid]]:
+    """The frozen gridx.round/v1 document of the live book, and the bids it includes.
+
+    Offers already partly leased become pieces of constant remaining capacity; bids whose window
+    does not fit the horizon are left for later rounds.
+    """
+    slot_min = round_.slot_minutes
+    slot = dt.timedelta(minutes=slot_min)
+    hs = round_.horizon_start
+    he = hs + round_.slots * slot
+    offers = list(
+        Offer.objects.filter(status=OfferStatus.LIVE, end__gt=hs, start__lt=he)
+        .select_related("team", "cluster__team", "gpu_model")
+        .order_by("pk")
+    )
+    caps = _remaining_capacity(offers, round_)
+    offer_docs: list[dict[str, Any]] = []
+    for offer in offers:
+        runs = _pieces(caps[offer.pk])
+        for i, (s, e, gpus) in enumerate(runs):
+            offer_docs.append(
+                {
+                    "id": offer_piece_id(offer.pk, i, len(runs)),
+                    "team": offer.team.slug,
+                    "cluster": offer.cluster.code,
+                    "gpu_model": offer.gpu_model.name,
+                    "gpus": gpus,
+                    "start_slot": s,
+                    "end_slot": e,
+                    "reserve_cents_per_gpu_hour": offer.reserve_cents_per_gpu_hour,
+                }
+            )
+    bids = list(
+        Bid.objects.filter(status=BidStatus.OPEN, latest_end__gt=hs, earliest_start__lt=he)
+        .select_related("team")
+        .prefetch_related("gpu_models")
+        .order_by("pk")
+    )
+    per_hour = 60 // slot_min
+    bid_docs: list[dict[str, Any]] = []
+    included: list[Bid] = []
+    for bid in bids:
+        first = max(int((bid.earliest_start - hs) / slot), 0)
+        last = min(int((bid.latest_end - hs) / slot), round_.slots)
+        duration = bid.duration_hours * per_hour
+        if last - first < duration:
+            continue
+        doc: dict[str, Any] = {
+            "id": f"b{bid.pk}",
+            "team": bid.team.slug,
+            "gpu_models": sorted(m.name for m in bid.gpu_models.all()),
+            "gpus": bid.gpus,
+            "min_gpus": bid.min_gpus,
+            "duration_slots": duration,
+            "earliest_start_slot": first,
+            "latest_end_slot": last,
+            "colocate": bid.colocate,
+            "limit_cents_per_gpu_hour": bid.limit_cents_per_gpu_hour,
+        }
+        if group := xor_group_of(bid):
+            doc["xor_group"] = group
+        bid_docs.append(doc)
+        included.append(bid)
+    document = {
+        "format": "gridx.round/v1",
+        "round": f"r{round_.number}",
+        "start": iso(hs),
+        "slot_minutes": slot_min,
+        "slots": round_.slots,
+        "currency": settings.MARKET_CURRENCY,
+        "offers": offer_docs,
+        "bids": bid_docs,
+    }
+    return document, included
+
+
+# --- public reads -----------------------------------------------------------------------------
+
+
+def round_open_get() -> Round | None:
+    return Round.objects.filter(status=RoundStatus.OPEN).first()
+
+
+def round_list_public(*, limit: int = 20) -> QuerySet[Round]:
+    """Recent rounds, newest first (their reports are public)."""
+    return Round.objects.order_by("-number")[:limit]
+
+
+def round_get_public(*, number: int) -> Round:
+    round_ = Round.objects.filter(number=number).first()
+    if round_ is None:
+        raise NotFound(f"round {number} not found")
+    return round_
+
+
+def price_history(
+    *, gpu_model: str | None = None, cluster_code: str | None = None, since: dt.datetime | None = None
+) -> QuerySet[PricePoint]:
+    prices = PricePoint.objects.all()
+    if gpu_model:
+        prices = prices.filter(gpu_model=gpu_model)
+    if cluster_code:
+        prices = prices.filter(cluster_code=cluster_code)
+    if since:
+        prices = prices.filter(slot_start__gte=since)
+    return prices
+
+
+def gpu_hours_by_round(*, limit: int = 30) -> list[dict[str, Any]]:
+    """GPU-hours traded per cleared round (aggregates only)."""
+    totals: dict[int, float] = defaultdict(float)
+    leases = Lease.objects.filter(round__status=RoundStatus.CLEARED).values_list(
+        "round__number", "gpus", "start", "end"
+    )
+    for number, gpus, start, end in leases:
+        totals[number] += gpus * (end - start).total_seconds() / 3600
+    return [{"round": n, "gpu_hours": totals[n]} for n in sorted(totals)[-limit:]]
+
+
+# --- team reads -------------------------------------------------------------------------------
+
+
+def bid_outcomes_for_team(*, team: Team, bid_id: int | None = None) -> QuerySet[BidOutcome]:
+    outcomes = BidOutcome.objects.filter(bid__team=team).select_related("round", "lease")
+    return outcomes if bid_id is None else outcomes.filter(bid_id=bid_id)
+
+
+def lease_list(*, team: Team) -> QuerySet[Lease]:
+    """Leases the team bought."""
+    return (
+        Lease.objects.filter(team=team)
+        .select_related("round", "gpu_model")
+        .prefetch_related("lease_gpus__gpu")
+    )
+
+
+def lease_get(*, team: Team, lease_id: int) -> Lease:
+    lease = lease_list(team=team).filter(pk=lease_id).first()
+    if lease is None:
+        raise NotFound(f"lease {lease_id} not found")
+    return lease
+
+
+def offer_revenue(*, team: Team) -> dict[int, int]:
+    """Revenue in cents per offer of the team, over all rounds."""
+    rows = (
+        LeaseSource.objects.filter(offer__team=team).values("offer_id").annotate(total=Sum("revenue_cents"))
+    )
+    return {row["offer_id"]: row["total"] for row in rows}

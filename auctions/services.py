@@ -1,0 +1,457 @@
+"""Every write of the round lifecycle: open, close (freeze), clear (claim, solve, write), sweep.
+
+Each step is safe to run twice: closing and claiming are conditional UPDATEs that must change one
+row, and everything clearing writes sits under unique keys in one transaction.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import logging
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, connection, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from auctions import engine
+from marketplace import grid
+from marketplace import services as market
+from marketplace.errors import Conflict
+from marketplace.models import Bid, BidStatus, Gpu, GpuModel, Offer, Team, User
+from marketplace.specs import BidSpec, OfferSpec
+
+from . import merkle, selectors
+from .models import (
+    BidOutcome,
+    Lease,
+    LeaseGpu,
+    LeaseSource,
+    Notification,
+    OfferFill,
+    Outcome,
+    PricePoint,
+    Round,
+    RoundStatus,
+)
+
+log = logging.getLogger(__name__)
+ZERO_HASH = "0" * 64
+
+
+class ClearingError(RuntimeError):
+    """The clearing could not be written (e.g. the engine refused the snapshot)."""
+
+
+def canonical(doc: object) -> str:
+    return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def sha256_text(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def result_hash(result: dict[str, Any]) -> str:
+    """SHA-256 of the result's canonical text without `stats` (timings differ between runs)."""
+    return sha256_text(engine.dumps_result({k: v for k, v in result.items() if k != "stats"}))
+
+
+# --- opening and closing ----------------------------------------------------------------------
+
+
+def _next_cutoff(now: dt.datetime) -> dt.datetime:
+    """The first round-interval boundary (aligned to the epoch) strictly after `now`."""
+    step = int(settings.ROUND_INTERVAL_MINUTES) * 60
+    seconds = int((now - grid.EPOCH).total_seconds())
+    return grid.EPOCH + dt.timedelta(seconds=seconds - seconds % step + step)
+
+
+def _new_round(*, number: int, now: dt.datetime) -> Round:
+    cutoff = _next_cutoff(now)
+    # Delivery starts at the first slot after the clearing can have finished.
+    ready = cutoff + dt.timedelta(seconds=int(settings.SOLVER_TIME_LIMIT_SECONDS) + 60)
+    slot_minutes = int(settings.SLOT_MINUTES)
+    return Round.objects.create(
+        number=number,
+        status=RoundStatus.OPEN,
+        opened_at=now,
+        cutoff_at=cutoff,
+        horizon_start=grid.slot_ceil(ready),
+        slot_minutes=slot_minutes,
+        slots=int(settings.MAX_HORIZON_DAYS) * 24 * 60 // slot_minutes,
+    )
+
+
+def round_open(*, now: dt.datetime | None = None) -> Round:
+    """Open a round unless one is open; the database allows only one open round."""
+    now = now or timezone.now()
+    if existing := Round.objects.filter(status=RoundStatus.OPEN).first():
+        return existing
+    last = Round.objects.order_by("-number").values_list("number", flat=True).first() or 0
+    try:
+        with transaction.atomic():
+            return _new_round(number=last + 1, now=now)
+    except IntegrityError:
+        # Another beat (or command) opened it first: theirs is the open round.
+        return Round.objects.get(status=RoundStatus.OPEN)
+
+
+def _lock_book() -> None:
+    # SHARE mode waits for every transaction that is writing bids or offers to commit, and holds
+    # new writes until this one commits: every bid committed before the close is in the snapshot,
+    # every later one lands in the next round. SQLite serialises all writers anyway.
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("LOCK TABLE marketplace_bid, marketplace_offer IN SHARE MODE")
+
+
+@transaction.atomic
+def round_close(*, round_id: int, now: dt.datetime | None = None) -> Round | None:
+    """Close an open round: freeze its snapshot, open the next round, queue the clearing.
+
+    Returns the closed round, or None when it was not open (closed by someone else).
+    """
+    now = now or timezone.now()
+    _lock_book()
+    if (
+        Round.objects.filter(pk=round_id, status=RoundStatus.OPEN).update(
+            status=RoundStatus.CLOSED, closed_at=now
+        )
+        != 1
+    ):
+        return None
+    round_ = Round.objects.get(pk=round_id)
+    document, bids = selectors.round_snapshot_build(round_=round_)
+    text = canonical(document)
+    round_.snapshot = text
+    round_.snapshot_sha256 = sha256_text(text)
+    round_.merkle_root = merkle.merkle_root([b.receipt for b in bids])
+    round_.save(update_fields=["snapshot", "snapshot_sha256", "merkle_root"])
+    _new_round(number=round_.number + 1, now=max(now, round_.cutoff_at))
+    from .tasks import round_clear_task  # tasks import services; imported here to avoid a cycle
+
+    transaction.on_commit(lambda: round_clear_task.delay(round_id))
+    return round_
+
+
+def round_close_due(*, now: dt.datetime | None = None) -> dict[str, int | None]:
+    """Beat's every-minute tick: close the open round if its cutoff passed; open one if none."""
+    now = now or timezone.now()
+    closed = None
+    open_round = Round.objects.filter(status=RoundStatus.OPEN).first()
+    if open_round is None:
+        open_round = round_open(now=now)
+    if open_round.cutoff_at <= now and (done := round_close(round_id=open_round.pk, now=now)):
+        closed = done.number
+    current = Round.objects.filter(status=RoundStatus.OPEN).values_list("number", flat=True).first()
+    return {"closed": closed, "open": current}
+
+
+# --- entering the book -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Placed:
+    """A stored order and the round it will be cleared in."""
+
+    order: Bid | Offer
+    round_number: int | None
+
+
+def _open_round_number() -> int | None:
+    return Round.objects.filter(status=RoundStatus.OPEN).values_list("number", flat=True).first()
+
+
+@transaction.atomic
+def bid_submit(*, team: Team, actor: User | None, spec: BidSpec, idempotency_key: str) -> Placed:
+    """Place a bid and say which round it is in: the round open when this transaction commits.
+
+    Read after the insert: a round close waits for this transaction (see `_lock_book`), so the
+    round seen here is still open at commit.
+    """
+    bid = market.bid_place(team=team, actor=actor, spec=spec, idempotency_key=idempotency_key)
+    return Placed(order=bid, round_number=_open_round_number())
+
+
+@transaction.atomic
+def offer_submit(
+    *, team: Team, actor: User | None, spec: OfferSpec, idempotency_key: str | None = None
+) -> Placed:
+    """Post an offer and say which round it first takes part in."""
+    offer = market.offer_post(team=team, actor=actor, spec=spec, idempotency_key=idempotency_key)
+    return Placed(order=offer, round_number=_open_round_number())
+
+
+# --- clearing ---------------------------------------------------------------------------------
+
+
+def round_clear(*, round_id: int) -> str:
+    """Clear a closed round exactly once: claim it, solve outside any transaction, write all.
+
+    Returns "cleared", "failed", or "skipped" when another worker holds or finished it.
+    """
+    now = timezone.now()
+    claimed = Round.objects.filter(pk=round_id, status=RoundStatus.CLOSED).update(
+        status=RoundStatus.CLEARING, clearing_started_at=now, clearing_attempts=F("clearing_attempts") + 1
+    )
+    if claimed != 1:
+        return "skipped"
+    round_ = Round.objects.get(pk=round_id)
+    attempt = round_.clearing_attempts
+    document = json.loads(round_.snapshot)
+    result = engine.clear(
+        document,
+        time_limit=float(settings.SOLVER_TIME_LIMIT_SECONDS),
+        gap=float(settings.CLEARING_GAP),
+        workers=int(settings.CLEARING_WORKERS),
+    )
+    return round_result_write(round_id=round_id, attempt=attempt, result=result)
+
+
+@transaction.atomic
+def round_result_write(*, round_id: int, attempt: int, result: dict[str, Any]) -> str:
+    """Write a clearing's result in one transaction, if this attempt still holds the claim."""
+    round_ = Round.objects.select_for_update().get(pk=round_id)
+    if round_.status != RoundStatus.CLEARING or round_.clearing_attempts != attempt:
+        return "skipped"
+    text = engine.dumps_result(result)
+    if result.get("status") not in {"optimal", "time_limit"}:
+        round_.status = RoundStatus.FAILED
+        round_.result = text
+        round_.result_sha256 = result_hash(result)
+        round_.error = str(result.get("message", "the engine returned no clearing"))
+        round_.save(update_fields=["status", "result", "result_sha256", "error"])
+        log.error("round %s failed: %s", round_.number, round_.error)
+        return "failed"
+    _write_outcomes(round_, result)
+    round_.result = text
+    round_.result_sha256 = result_hash(result)
+    round_.report = canonical(_report(round_, result))
+    round_.report_sha256 = sha256_text(round_.report)
+    round_.status = RoundStatus.CLEARED
+    round_.cleared_at = timezone.now()
+    round_.save(update_fields=["result", "result_sha256", "report", "report_sha256", "status", "cleared_at"])
+    return "cleared"
+
+
+def _split_revenue(total: int, weights: list[int]) -> list[int]:
+    """Split integer cents by weights, largest remainder first (ties to the earlier): sums exactly."""
+    whole = sum(weights)
+    if whole == 0:
+        return [0] * len(weights)
+    shares = [total * w // whole for w in weights]
+    rest = total - sum(shares)
+    order = sorted(range(len(weights)), key=lambda i: (-(total * weights[i] % whole), i))
+    for i in order[:rest]:
+        shares[i] += 1
+    return shares
+
+
+def _write_outcomes(round_: Round, result: dict[str, Any]) -> None:
+    slot = dt.timedelta(minutes=round_.slot_minutes)
+    hs = round_.horizon_start
+    awards = sorted(result["awards"], key=lambda a: (a["start_slot"], a["bid"]))
+    bids = {
+        b.pk: b
+        for b in Bid.objects.filter(pk__in=[selectors.bid_id_of(a["bid"]) for a in awards]).select_related(
+            "team"
+        )
+    }
+    offers = {
+        o.pk: o
+        for o in Offer.objects.filter(
+            pk__in={selectors.offer_id_of_piece(s["offer"]) for a in awards for s in a["sources"]}
+        ).select_related("cluster", "gpu_model")
+    }
+    models = {m.name: m for m in GpuModel.objects.all()}
+    # Revenue of each offer piece, split over the awards it served by GPU-slots.
+    served: dict[str, list[tuple[str, int]]] = defaultdict(list)
+    for a in awards:
+        for s in a["sources"]:
+            served[s["offer"]].append((a["bid"], s["gpus"] * (a["end_slot"] - a["start_slot"])))
+    piece_revenue = {o["offer"]: o["revenue_cents"] for o in result["offers"]}
+    source_revenue: dict[tuple[str, str], int] = {}
+    for piece, uses in served.items():
+        for (bid_ref, _), cents in zip(
+            uses, _split_revenue(piece_revenue.get(piece, 0), [w for _, w in uses]), strict=True
+        ):
+            source_revenue[(bid_ref, piece)] = cents
+
+    for a in awards:
+        bid = bids[selectors.bid_id_of(a["bid"])]
+        start, end = hs + a["start_slot"] * slot, hs + a["end_slot"] * slot
+        lease = Lease.objects.create(
+            round=round_,
+            bid=bid,
+            team=bid.team,
+            gpu_model=models[a["gpu_model"]],
+            cluster_code=a["cluster"] or "",
+            gpus=a["gpus"],
+            start=start,
+            end=end,
+            payment_cents=a["payment_cents"],
+            currency=bid.currency,
+        )
+        by_offer: dict[int, tuple[int, int]] = defaultdict(lambda: (0, 0))
+        for s in a["sources"]:
+            oid = selectors.offer_id_of_piece(s["offer"])
+            gpus, cents = by_offer[oid]
+            by_offer[oid] = (gpus + s["gpus"], cents + source_revenue[(a["bid"], s["offer"])])
+        for oid, (gpus, cents) in sorted(by_offer.items()):
+            source = LeaseSource.objects.create(
+                lease=lease, offer=offers[oid], gpus=gpus, revenue_cents=cents
+            )
+            _assign_gpus(lease=lease, source=source, offer=offers[oid], gpus=gpus)
+        Bid.objects.filter(pk=bid.pk).update(status=BidStatus.WON)
+        BidOutcome.objects.create(round=round_, bid=bid, outcome=Outcome.WON, lease=lease)
+        _notify(
+            bid.team,
+            round_,
+            "bid.won",
+            f"round:{round_.number}:bid:{bid.pk}",
+            {"bid": bid.pk, "lease": lease.pk, "payment_cents": lease.payment_cents},
+        )
+    losers = {selectors.bid_id_of(x["bid"]): x for x in result["losers"]}
+    for bid in Bid.objects.filter(pk__in=losers).select_related("team").order_by("pk"):
+        loss = losers[bid.pk]
+        detail = {k: v for k, v in loss.items() if k not in {"bid", "reason"}}
+        BidOutcome.objects.create(
+            round=round_, bid=bid, outcome=Outcome.LOST, reason=loss["reason"], detail=detail
+        )
+        _notify(
+            bid.team,
+            round_,
+            "bid.lost",
+            f"round:{round_.number}:bid:{bid.pk}",
+            {"bid": bid.pk, "reason": loss["reason"], **detail},
+        )
+    fills: dict[int, tuple[int, int]] = defaultdict(lambda: (0, 0))
+    for o in result["offers"]:
+        oid = selectors.offer_id_of_piece(o["offer"])
+        hours, cents = fills[oid]
+        fills[oid] = (hours + int(o["gpu_hours_sold"]), cents + o["revenue_cents"])
+    OfferFill.objects.bulk_create(
+        OfferFill(round=round_, offer_id=oid, gpu_hours_sold=h, revenue_cents=c)
+        for oid, (h, c) in sorted(fills.items())
+    )
+    PricePoint.objects.bulk_create(
+        PricePoint(
+            round=round_,
+            cluster_code=p["cluster"],
+            gpu_model=p["gpu_model"],
+            slot_start=hs + p["slot"] * slot,
+            cents_per_gpu_hour=p["cents_per_gpu_hour"],
+        )
+        for p in result["prices"]
+    )
+
+
+def _assign_gpus(*, lease: Lease, source: LeaseSource, offer: Offer, gpus: int) -> None:
+    """Pick `gpus` specific GPUs of the offer's cluster and model that are free over the lease."""
+    busy = LeaseGpu.objects.filter(start__lt=lease.end, end__gt=lease.start).values("gpu_id")
+    free = list(
+        Gpu.objects.filter(host__cluster=offer.cluster, gpu_model=offer.gpu_model)
+        .exclude(pk__in=busy)
+        .order_by("uuid")
+        .values_list("pk", flat=True)[:gpus]
+    )
+    if len(free) < gpus:
+        raise ClearingError(
+            f"offer {offer.pk} has only {len(free)} free GPUs for lease of bid {lease.bid_id} ({gpus} needed)"
+        )
+    LeaseGpu.objects.bulk_create(
+        LeaseGpu(lease=lease, source=source, gpu_id=gpu_id, start=lease.start, end=lease.end)
+        for gpu_id in free
+    )
+
+
+def _notify(team: Team, round_: Round, event: str, key: str, payload: dict[str, Any]) -> None:
+    Notification.objects.get_or_create(
+        key=key, defaults={"team": team, "round": round_, "event": event, "payload": payload}
+    )
+
+
+def _report(round_: Round, result: dict[str, Any]) -> dict[str, Any]:
+    """The public clearing report: aggregates, hashes and the chain link; no bid is revealed."""
+    previous = (
+        Round.objects.filter(number__lt=round_.number, status=RoundStatus.CLEARED)
+        .order_by("-number")
+        .values_list("report_sha256", flat=True)
+        .first()
+    )
+    snapshot = json.loads(round_.snapshot)
+    slot_hours = round_.slot_minutes / 60
+    gpu_hours = sum(a["gpus"] * (a["end_slot"] - a["start_slot"]) * slot_hours for a in result["awards"])
+    bound = result.get("bound_cents") or 0
+    welfare = result.get("welfare_cents") or 0
+    return {
+        "format": "gridx.report/v1",
+        "round": round_.number,
+        "cutoff_at": selectors.iso(round_.cutoff_at),
+        "horizon_start": selectors.iso(round_.horizon_start),
+        "status": result["status"],
+        "counts": {
+            "bids": len(snapshot["bids"]),
+            "offers": len(snapshot["offers"]),
+            "awards": len(result["awards"]),
+            "losers": len(result["losers"]),
+        },
+        "gpu_hours_traded": round(gpu_hours, 6),
+        "welfare_cents": welfare,
+        "bound_cents": bound,
+        "gap": round(1 - welfare / bound, 6) if bound else 0.0,
+        "solver": {
+            "name": result.get("stats", {}).get("solver", "HIGHS"),
+            "time_limit_s": int(settings.SOLVER_TIME_LIMIT_SECONDS),
+            "gap": float(settings.CLEARING_GAP),
+        },
+        "pricing": result.get("pricing", {}),
+        "prices": result["prices"],
+        "snapshot_sha256": round_.snapshot_sha256,
+        "result_sha256": result_hash(result),
+        "bids_merkle_root": round_.merkle_root,
+        "previous_report_sha256": previous or ZERO_HASH,
+    }
+
+
+# --- recovery ---------------------------------------------------------------------------------
+
+
+def round_clear_sweep(*, now: dt.datetime | None = None) -> list[int]:
+    """Re-queue clearings whose worker died (stuck in `clearing`) or whose task was lost."""
+    from .tasks import round_clear_task
+
+    now = now or timezone.now()
+    stale = now - dt.timedelta(seconds=int(settings.CLEARING_STALE_SECONDS))
+    requeued: list[int] = []
+    for round_id, attempt in Round.objects.filter(
+        status=RoundStatus.CLEARING, clearing_started_at__lt=stale
+    ).values_list("pk", "clearing_attempts"):
+        # Conditional on the attempt: a worker that finishes meanwhile keeps its result.
+        if Round.objects.filter(pk=round_id, status=RoundStatus.CLEARING, clearing_attempts=attempt).update(
+            status=RoundStatus.CLOSED
+        ):
+            requeued.append(round_id)
+    lost = Round.objects.filter(status=RoundStatus.CLOSED, closed_at__lt=now - dt.timedelta(seconds=60))
+    requeued += [pk for pk in lost.values_list("pk", flat=True) if pk not in requeued]
+    for round_id in requeued:
+        round_clear_task.delay(round_id)
+    return requeued
+
+
+def bid_withdraw(*, team: Team, actor: User | None, bid_id: int) -> Bid:
+    """Cancel a bid unless a closed round is clearing it (its terms are then binding)."""
+    with transaction.atomic():
+        _lock_book()
+        frozen = Round.objects.filter(status__in=[RoundStatus.CLOSED, RoundStatus.CLEARING])
+        for snapshot in frozen.values_list("snapshot", flat=True):
+            if f'"id":"b{bid_id}"' in snapshot:
+                raise Conflict(
+                    f"bid {bid_id} is being cleared in a closed round; wait for its outcome", code="clearing"
+                )
+        return market.bid_cancel(team=team, actor=actor, bid_id=bid_id)

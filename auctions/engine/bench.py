@@ -88,7 +88,7 @@ def direct_highs(mk: Market, time_limit: float) -> tuple[float, float, float, in
     lp.a_matrix_.index_ = a.indices
     lp.a_matrix_.value_ = a.data
     lp.integrality_ = [highspy.HighsVarType.kInteger] * n
-    h = highspy.Highs()
+    h = highspy.Highs()  # type: ignore[no-untyped-call]
     h.setOptionValue("output_flag", False)
     h.setOptionValue("time_limit", float(time_limit))
     h.setOptionValue("mip_rel_gap", 1e-4)

@@ -234,7 +234,7 @@ def build_market(rnd: Round) -> Market:
     kb = p_bid[k_place]
     k_margin = b_limit[kb] - o_reserve[k_offer] if k_offer.size else np.zeros(0, dtype=np.int64)
     k_ub = np.minimum(b_gpus[kb], o_gpus[k_offer]) if k_offer.size else np.zeros(0, dtype=np.int64)
-    k_value = k_margin * b_dur[kb] * (mins / 60.0)
+    k_value: FloatArray = (k_margin * b_dur[kb] * (mins / 60.0)).astype(np.float64)
 
     # capacity checkpoints: per offer, the distinct starts of placements drawing from it
     ks = p_start[k_place]

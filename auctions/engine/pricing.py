@@ -29,12 +29,13 @@ RULE = "lp-dual-capped/v1"
 
 
 def unit_prices(mk: Market, duals: FloatArray) -> IntArray:
-    """Integer cents per GPU-hour for every (offer, slot); duals are cents per GPU per slot."""
+    """Integer cents per GPU-hour for every (offer, slot); `duals` (offers x slots) are capacity
+    prices in cents per GPU per slot."""
     prices = np.repeat(mk.o_reserve[:, None], mk.rnd.slots, axis=1).astype(np.int64)
     if duals.size:
         per_hour = duals * 60.0 / mk.rnd.slot_minutes
-        bump = np.floor(per_hour + 0.5 - 1e-9).astype(np.int64)  # half up, robust to float noise
-        np.add.at(prices, (mk.r_offer, mk.r_slot), np.maximum(bump, 0))
+        bump = np.floor(per_hour + 0.5 - 1e-6).astype(np.int64)  # half up, robust to float noise
+        prices += np.maximum(bump, 0)
     return prices
 
 

@@ -210,8 +210,14 @@ def _offer(
     _window(c, path, start, "start_slot", end, "end_slot", slots)
     if len(c.problems) > before:
         return None
-    assert oid is not None and team is not None and cluster is not None and model is not None
-    assert gpus is not None and start is not None and end is not None and reserve is not None
+    assert oid is not None
+    assert team is not None
+    assert cluster is not None
+    assert model is not None
+    assert gpus is not None
+    assert start is not None
+    assert end is not None
+    assert reserve is not None
     return Offer(oid, team, cluster, model, gpus, start, end, reserve)
 
 
@@ -248,7 +254,8 @@ def _bid(c: _Checker, b: object, path: str, slots: int | None, seen: dict[str, i
     es = c.integer(b, path, "earliest_start_slot", minimum=0)
     le = c.integer(b, path, "latest_end_slot", minimum=1)
     if _window(c, path, es, "earliest_start_slot", le, "latest_end_slot", slots) and duration is not None:
-        assert es is not None and le is not None
+        assert es is not None
+        assert le is not None
         if es + duration > le:
             c.add(
                 f"{path}.duration_slots",
@@ -263,8 +270,14 @@ def _bid(c: _Checker, b: object, path: str, slots: int | None, seen: dict[str, i
         c.add(f"{path}.xor_group", f"must be a non-empty string or null, got {_type_name(xor)}")
     if len(c.problems) > before:
         return None
-    assert bid_id is not None and team is not None and gpus is not None and min_gpus is not None
-    assert duration is not None and es is not None and le is not None and limit is not None
+    assert bid_id is not None
+    assert team is not None
+    assert gpus is not None
+    assert min_gpus is not None
+    assert duration is not None
+    assert es is not None
+    assert le is not None
+    assert limit is not None
     return Bid(
         id=bid_id,
         team=team,

@@ -15,21 +15,33 @@ def _options(doc: dict[str, Any], bid: dict[str, Any]) -> list[Option]:
     hours = Fraction(d * doc["slot_minutes"], 60)
     for model in set(bid["gpu_models"]):
         for s in range(bid["earliest_start_slot"], bid["latest_end_slot"] - d + 1):
-            cover = [o for o in doc["offers"]
-                     if o["gpu_model"] == model and o["start_slot"] <= s and s + d <= o["end_slot"]]
-            groups = [[o for o in cover if o["cluster"] == c] for c in {o["cluster"] for o in cover}] \
-                if bid["colocate"] else [cover]
+            cover = [
+                o
+                for o in doc["offers"]
+                if o["gpu_model"] == model and o["start_slot"] <= s and s + d <= o["end_slot"]
+            ]
+            groups = (
+                [[o for o in cover if o["cluster"] == c] for c in {o["cluster"] for o in cover}]
+                if bid["colocate"]
+                else [cover]
+            )
             for group in groups:
                 ranges = [range(0, min(o["gpus"], bid["gpus"]) + 1) for o in group]
                 for gs in itertools.product(*ranges):
                     n = sum(gs)
                     if not bid["min_gpus"] <= n <= bid["gpus"]:
                         continue
-                    value = sum((bid["limit_cents_per_gpu_hour"] - o["reserve_cents_per_gpu_hour"]) * g * hours
-                                for o, g in zip(group, gs, strict=True))
+                    value = sum(
+                        (bid["limit_cents_per_gpu_hour"] - o["reserve_cents_per_gpu_hour"]) * g * hours
+                        for o, g in zip(group, gs, strict=True)
+                    )
                     if value > 0:
-                        out.append((Fraction(value), [(o["id"], s, s + d, g)
-                                                      for o, g in zip(group, gs, strict=True) if g]))
+                        out.append(
+                            (
+                                Fraction(value),
+                                [(o["id"], s, s + d, g) for o, g in zip(group, gs, strict=True) if g],
+                            )
+                        )
     out.sort(key=lambda opt: -opt[0])
     return out
 

@@ -19,7 +19,9 @@ def exact_welfare(round_doc: dict[str, Any], result: dict[str, Any]) -> Fraction
     for a in result["awards"]:
         hours = Fraction((a["end_slot"] - a["start_slot"]) * round_doc["slot_minutes"], 60)
         for s in a["sources"]:
-            margin = bids[a["bid"]]["limit_cents_per_gpu_hour"] - offers[s["offer"]]["reserve_cents_per_gpu_hour"]
+            margin = (
+                bids[a["bid"]]["limit_cents_per_gpu_hour"] - offers[s["offer"]]["reserve_cents_per_gpu_hour"]
+            )
             total += margin * s["gpus"] * hours
     return total
 
@@ -144,8 +146,12 @@ def problems(round_doc: dict[str, Any], result: dict[str, Any]) -> list[str]:  #
         if not lo.get("reason"):
             out.append(f"{lo['bid']}: loser without a reason")
     # price index: one row per (cluster, model, slot) that traded
-    traded = {(offers[s["offer"]]["cluster"], a["gpu_model"], t)
-              for a in result["awards"] for s in a["sources"] for t in range(a["start_slot"], a["end_slot"])}
+    traded = {
+        (offers[s["offer"]]["cluster"], a["gpu_model"], t)
+        for a in result["awards"]
+        for s in a["sources"]
+        for t in range(a["start_slot"], a["end_slot"])
+    }
     published = {(p["cluster"], p["gpu_model"], p["slot"]) for p in result["prices"]}
     if traded != published:
         out.append("price index rows differ from the (cluster, model, slot) that traded")

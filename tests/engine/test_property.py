@@ -25,27 +25,48 @@ def rounds(draw: st.DrawFn, slot_minutes: int = 60) -> dict[str, Any]:
     offers = []
     for i in range(draw(st.integers(1, 3))):
         s = draw(st.integers(0, slots - 1))
-        offers.append({
-            "id": f"o{i}", "team": "t", "cluster": draw(st.sampled_from(CLUSTERS)),
-            "gpu_model": draw(st.sampled_from(MODELS)), "gpus": draw(st.integers(1, 3)),
-            "start_slot": s, "end_slot": draw(st.integers(s + 1, slots)),
-            "reserve_cents_per_gpu_hour": draw(st.integers(0, 10)),
-        })
+        offers.append(
+            {
+                "id": f"o{i}",
+                "team": "t",
+                "cluster": draw(st.sampled_from(CLUSTERS)),
+                "gpu_model": draw(st.sampled_from(MODELS)),
+                "gpus": draw(st.integers(1, 3)),
+                "start_slot": s,
+                "end_slot": draw(st.integers(s + 1, slots)),
+                "reserve_cents_per_gpu_hour": draw(st.integers(0, 10)),
+            }
+        )
     bids = []
     for i in range(draw(st.integers(1, 8))):
         es = draw(st.integers(0, slots - 1))
         le = draw(st.integers(es + 1, slots))
         gpus = draw(st.integers(1, 3))
-        bids.append({
-            "id": f"b{i}", "team": "t",
-            "gpu_models": draw(st.lists(st.sampled_from(MODELS), min_size=1, max_size=2, unique=True)),
-            "gpus": gpus, "min_gpus": draw(st.integers(1, gpus)),
-            "duration_slots": draw(st.integers(1, le - es)), "earliest_start_slot": es, "latest_end_slot": le,
-            "colocate": draw(st.booleans()), "limit_cents_per_gpu_hour": draw(st.integers(0, 15)),
-            "xor_group": draw(st.sampled_from([None, None, "g1", "g2"])),
-        })
-    return {"format": "gridx.round/v1", "round": "h", "start": "2026-12-01T00:00:00Z",
-            "slot_minutes": slot_minutes, "slots": slots, "currency": "usd", "offers": offers, "bids": bids}
+        bids.append(
+            {
+                "id": f"b{i}",
+                "team": "t",
+                "gpu_models": draw(st.lists(st.sampled_from(MODELS), min_size=1, max_size=2, unique=True)),
+                "gpus": gpus,
+                "min_gpus": draw(st.integers(1, gpus)),
+                "duration_slots": draw(st.integers(1, le - es)),
+                "earliest_start_slot": es,
+                "latest_end_slot": le,
+                "colocate": draw(st.booleans()),
+                "limit_cents_per_gpu_hour": draw(st.integers(0, 15)),
+                "xor_group": draw(st.sampled_from([None, None, "g1", "g2"])),
+            }
+        )
+    return {
+        "format": "gridx.round/v1",
+        "round": "h",
+        "start": "2026-12-01T00:00:00Z",
+        "slot_minutes": slot_minutes,
+        "slots": slots,
+        "currency": "usd",
+        "offers": offers,
+        "bids": bids,
+    }
 
 
 def no_stats(result: dict[str, Any]) -> str:
@@ -85,4 +106,6 @@ def test_quarter_hour_slots_keep_payments_rational_and_budget_balanced(doc):
     # hours are not whole here: payments round down, reserves round up, and still IR + no deficit
     result = clear(doc)
     assert problems(doc, result) == []
-    assert sum(a["payment_cents"] for a in result["awards"]) >= sum(o["revenue_cents"] for o in result["offers"])
+    assert sum(a["payment_cents"] for a in result["awards"]) >= sum(
+        o["revenue_cents"] for o in result["offers"]
+    )

@@ -1,0 +1,107 @@
+"""A Lagrangian bound for sub-markets too large for the LP relaxation (xlarge-41: 2M columns).
+
+Price every (offer, slot) at lam >= 0 cents per GPU per slot and drop the capacity rows. What is
+left splits into one problem per XOR group (choose at most one placement of one bid, and GPUs per
+source between min_gpus and gpus), solved exactly by sorting sources by their priced value. For any
+lam >= 0,
+
+    L(lam) = sum_{o,t} lam[o,t] * gpus_o + sum_groups max(0, best priced placement value)
+
+is an upper bound on the welfare of every valid clearing (weak duality). Subgradient steps
+(Polyak's rule, aimed at the best known welfare) lower it; the best L seen is the bound we report,
+and its lam are capacity prices in the sense of convex-hull pricing.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from .formulation import FloatArray, IntArray, Market, fill
+
+
+@dataclass(frozen=True)
+class LagrangeResult:
+    bound: float
+    lam: FloatArray  # (offers, slots), cents per GPU per slot
+    score: FloatArray  # per bid: its best priced placement value at the best lam
+    iterations: int
+    seconds: float
+
+
+def _evaluate(mk: Market, lam: FloatArray) -> tuple[float, FloatArray, IntArray, FloatArray]:
+    """L(lam), usage of the subproblems' answer per (offer, slot), and per-bid best values."""
+    n_o, slots = lam.shape
+    cum = np.zeros((n_o, slots + 1))
+    np.cumsum(lam, axis=1, out=cum[:, 1:])
+    s = mk.p_start[mk.k_place]
+    e = mk.p_end[mk.k_place]
+    a = mk.k_value - (cum[mk.k_offer, e] - cum[mk.k_offer, s])
+    order = np.lexsort((-a, mk.k_place))
+    a_s = a[order]
+    place_s = mk.k_place[order]
+    ub_s = mk.k_ub[order]
+    seg_start = mk.p_kstart[:-1]
+    bid = mk.p_bid
+    take = fill(
+        ub_s, np.where(a_s > 0, 1, 0).astype(np.int64), seg_start, place_s, mk.b_gpus[bid], mk.b_min[bid]
+    )
+    val = np.bincount(place_s, weights=take * a_s, minlength=mk.n_places)
+    group = mk.b_group[bid]
+    best = np.zeros(mk.n_groups)
+    np.maximum.at(best, group, val)
+    bound = float((lam.sum(axis=1) * mk.o_gpus).sum() + best.sum())
+    # the chosen placement of each group (first maximum with a positive value)
+    is_best = (val >= best[group] - 1e-9) & (val > 1e-9)
+    chosen = np.full(mk.n_groups, -1, dtype=np.int64)
+    idx = np.flatnonzero(is_best)
+    chosen[group[idx[::-1]]] = idx[::-1]
+    sel = np.zeros(mk.n_places, dtype=bool)
+    sel[chosen[chosen >= 0]] = True
+    ks = np.flatnonzero(sel[place_s] & (take > 0))
+    diff = np.zeros((n_o, slots + 1))
+    np.add.at(diff, (mk.k_offer[order][ks], s[order][ks]), take[ks])
+    np.add.at(diff, (mk.k_offer[order][ks], e[order][ks]), -take[ks])
+    usage = np.cumsum(diff, axis=1)[:, :slots]
+    bid_best = np.zeros(mk.b_gpus.size)
+    np.maximum.at(bid_best, bid, val)
+    return bound, usage, chosen, bid_best
+
+
+def lagrangian_bound(mk: Market, *, target: float, seconds: float, max_iter: int = 400) -> LagrangeResult:
+    """Subgradient descent on L(lam) for at most `seconds` (deterministic for a fixed iteration
+    count; the time cap makes the last digits of the bound depend on the machine's speed)."""
+    t0 = time.perf_counter()
+    slots = mk.rnd.slots
+    inside = (np.arange(slots)[None, :] >= mk.o_start[:, None]) & (
+        np.arange(slots)[None, :] < mk.o_end[:, None]
+    )
+    lam = np.zeros((mk.o_gpus.size, slots))
+    best_bound = np.inf
+    best_lam = lam.copy()
+    best_score = np.zeros(mk.b_gpus.size)
+    theta = 1.0
+    stall = 0
+    it = 0
+    while it < max_iter and time.perf_counter() - t0 < seconds:
+        it += 1
+        bound, usage, _, score = _evaluate(mk, lam)
+        if bound < best_bound - 1e-6:
+            best_bound, best_lam, best_score = bound, lam.copy(), score
+            stall = 0
+        else:
+            stall += 1
+            if stall >= 5:
+                theta *= 0.5
+                stall = 0
+        grad = np.where(inside, mk.o_gpus[:, None] - usage, 0.0)
+        # projected direction: a price at zero with slack capacity cannot go lower
+        grad = np.where((lam <= 0) & (grad > 0), 0.0, grad)
+        norm = float((grad * grad).sum())
+        if norm <= 1e-12 or bound - target <= 1e-9 * max(1.0, target):
+            break
+        step = theta * (bound - target) / norm
+        lam = np.maximum(lam - step * grad, 0.0)
+    return LagrangeResult(float(best_bound), best_lam, best_score, it, time.perf_counter() - t0)

@@ -17,7 +17,7 @@ import numpy as np
 from . import pricing
 from .components import components
 from .formulation import FloatArray, IntArray, Market, build_market, build_matrices
-from .heuristics import Allocation, best_greedy, from_x
+from .heuristics import Allocation, best_greedy, from_x, priced_greedy
 from .lagrange import lagrangian_bound
 from .rounds import RESULT_FORMAT, Round, parse_round
 from .solve import SolverFailed, solve_lp, solve_mip
@@ -157,9 +157,11 @@ def clear_component(rnd: Round, *, time_limit: float | None, gap: float, solver:
             lp_s = lag.seconds
             bound = lag.bound
             duals = lag.lam
-            cand = best_greedy(mk, lag.score)
-            if cand.welfare(mk) > alloc.welfare(mk) + 1e-6:
-                alloc = cand
+            for cand in [best_greedy(mk, lag.score)] + [
+                priced_greedy(mk, lag.lam, lag.score, scale) for scale in (0.5, 0.8)
+            ]:
+                if cand.welfare(mk) > alloc.welfare(mk) + 1e-6:
+                    alloc = cand
             alloc, mip_s, compile_s = _restricted_mip(mk, alloc, lag.score, solver, left(0.95), gap)
             status = "time_limit"
         alloc = _cleanup(mk, alloc)

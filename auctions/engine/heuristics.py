@@ -24,7 +24,9 @@ def empty(mk: Market) -> Allocation:
     return Allocation(np.zeros(mk.n_sources, dtype=np.int64), np.full(mk.b_gpus.size, -1, dtype=np.int64))
 
 
-def best_fit(mk: Market, b: int, usage: IntArray) -> tuple[int, IntArray, float]:
+def best_fit(
+    mk: Market, b: int, usage: IntArray, adj: FloatArray | None = None
+) -> tuple[int, IntArray, float]:
     """The bid's most valuable placement given `usage` (offers x slots): (placement, take, value)."""
     p0, p1 = int(mk.b_pstart[b]), int(mk.b_pstart[b + 1])
     if p0 == p1:
@@ -52,14 +54,24 @@ def best_fit(mk: Market, b: int, usage: IntArray) -> tuple[int, IntArray, float]
     ok = (got >= mk.b_min[b]) & (val > 1e-9)
     if not ok.any():
         return -1, np.zeros(0, dtype=np.int64), 0.0
-    val = np.where(ok, val, -np.inf)
+    if adj is not None:
+        # choose by value net of capacity prices (what the GPUs are worth to the bids after it)
+        net = np.bincount(seg_id, weights=take * adj[ks], minlength=n)
+        ok &= net > 1e-9
+        if not ok.any():
+            return -1, np.zeros(0, dtype=np.int64), 0.0
+        val = np.where(ok, net, -np.inf)
+    else:
+        val = np.where(ok, val, -np.inf)
     best = int(np.argmax(val))  # first maximum: canonical tie-break
     p = p0 + best
     sel = seg_id == best
     return p, take * sel, float(val[best])
 
 
-def greedy(mk: Market, order: IntArray, start: Allocation | None = None) -> Allocation:
+def greedy(
+    mk: Market, order: IntArray, start: Allocation | None = None, adj: FloatArray | None = None
+) -> Allocation:
     """Place bids one by one in `order`, each where its value is highest on what is left."""
     usage = np.zeros((mk.o_gpus.size, mk.rnd.slots + 1), dtype=np.int64)
     x = np.zeros(mk.n_sources, dtype=np.int64)
@@ -74,7 +86,7 @@ def greedy(mk: Market, order: IntArray, start: Allocation | None = None) -> Allo
     for b in order.tolist():
         if chosen[b] >= 0 or taken[mk.b_group[b]]:
             continue
-        p, take, _ = best_fit(mk, b, usage)
+        p, take, _ = best_fit(mk, b, usage, adj)
         if p < 0:
             continue
         k0 = int(mk.p_kstart[mk.b_pstart[b]])
@@ -126,3 +138,15 @@ def best_greedy(mk: Market, lp_score: FloatArray | None = None) -> Allocation:
         if a.welfare(mk) > best.welfare(mk) + 1e-6:
             best = a
     return best
+
+
+def priced_greedy(mk: Market, lam: FloatArray, score: FloatArray, scale: float) -> Allocation:
+    """Greedy guided by capacity prices `lam` (offers x slots, cents per GPU per slot) scaled by
+    `scale`: bids by priced value, each placed where its value net of prices is highest."""
+    cum = np.zeros((lam.shape[0], lam.shape[1] + 1))
+    np.cumsum(lam * scale, axis=1, out=cum[:, 1:])
+    s = mk.p_start[mk.k_place]
+    e = mk.p_end[mk.k_place]
+    adj = mk.k_value - (cum[mk.k_offer, e] - cum[mk.k_offer, s])
+    ids = np.arange(mk.b_gpus.size)
+    return greedy(mk, np.lexsort((ids, -score)), adj=adj)

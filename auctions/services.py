@@ -66,7 +66,7 @@ def result_hash(result: dict[str, Any]) -> str:
 
 def _next_cutoff(now: dt.datetime) -> dt.datetime:
     """The first round-interval boundary (aligned to the epoch) strictly after `now`."""
-    step = int(settings.ROUND_INTERVAL_MINUTES) * 60
+    step = int(settings.ROUND_INTERVAL_SECONDS)
     seconds = int((now - grid.EPOCH).total_seconds())
     return grid.EPOCH + dt.timedelta(seconds=seconds - seconds % step + step)
 

@@ -149,6 +149,8 @@ else:
 
 # --- The market -------------------------------------------------------------------------------
 ROUND_INTERVAL_MINUTES = env_int("ROUND_INTERVAL_MINUTES", 15)
+# Seconds override minutes; only process tests use sub-minute rounds.
+ROUND_INTERVAL_SECONDS = env_int("ROUND_INTERVAL_SECONDS", ROUND_INTERVAL_MINUTES * 60)
 SLOT_MINUTES = env_int("SLOT_MINUTES", 60)
 if 60 % SLOT_MINUTES != 0:
     # Bids ask for whole hours; every whole hour must be a whole number of slots.
@@ -206,9 +208,16 @@ else:
     CELERY_RESULT_BACKEND = f"file://{VAR_DIR / 'results'}"
 
 # Cutoffs fall on whole minutes, so the close tick runs at the start of every minute.
+ROUND_TICK_SECONDS = env_int("ROUND_TICK_SECONDS", 0, minimum=0)  # 0: every whole minute
 CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
-    "round-close-due": {"task": "auctions.tasks.round_close_due_task", "schedule": crontab(minute="*")},
-    "round-clear-sweep": {"task": "auctions.tasks.round_clear_sweep_task", "schedule": 60.0},
+    "round-close-due": {
+        "task": "auctions.tasks.round_close_due_task",
+        "schedule": float(ROUND_TICK_SECONDS) if ROUND_TICK_SECONDS else crontab(minute="*"),
+    },
+    "round-clear-sweep": {
+        "task": "auctions.tasks.round_clear_sweep_task",
+        "schedule": float(ROUND_TICK_SECONDS) if ROUND_TICK_SECONDS else 60.0,
+    },
     "orders-expire": {"task": "marketplace.tasks.orders_expire_task", "schedule": 300.0},
 }
 

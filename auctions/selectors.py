@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections import defaultdict
 from typing import Any
 
@@ -171,6 +172,15 @@ def round_get_public(*, number: int) -> Round:
     if round_ is None:
         raise NotFound(f"round {number} not found")
     return round_
+
+
+def public_round_rows(*, limit: int = 10) -> list[dict[str, Any]]:
+    """Recent rounds with the public figures of their clearing reports."""
+    rows = []
+    for r in Round.objects.order_by("-number")[:limit]:
+        report = json.loads(r.report) if r.report else {}
+        rows.append({"round": r, "report": report})
+    return rows
 
 
 def price_history(

@@ -10,8 +10,15 @@ from .selectors import market_summary
 
 
 def status_page(request: HttpRequest) -> HttpResponse:
-    """A plain public page showing the market in aggregate (bids stay sealed)."""
-    return render(request, "marketplace/status.html", {"summary": market_summary()})
+    """A plain public page showing the market in aggregate (bids stay sealed) and recent rounds."""
+    # Imported here: marketplace must not depend on auctions at import time (auctions → marketplace).
+    from auctions.selectors import public_round_rows, round_open_get
+
+    return render(
+        request,
+        "marketplace/status.html",
+        {"summary": market_summary(), "open_round": round_open_get(), "rounds": public_round_rows(limit=10)},
+    )
 
 
 def healthz(request: HttpRequest) -> JsonResponse:

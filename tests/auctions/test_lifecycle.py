@@ -207,3 +207,11 @@ def test_a_round_cleared_twice_concurrently_creates_its_leases_once(live_market,
         t.join()
     assert sorted(outcomes) == ["cleared", "skipped"]
     assert Lease.objects.filter(round=live_market.round).count() == 1
+
+
+def test_the_status_page_shows_cleared_rounds_and_their_report_hash(live_market, clock, client):
+    round_ = close_and_clear(live_market.round, clock)
+    page = client.get("/").content.decode()
+    assert f"<td>{round_.number}</td><td>cleared</td>" in page
+    assert round_.report_sha256[:14] in page
+    assert "b%d" % live_market.bids["small"].pk not in page  # sealed: no bid appears

@@ -204,12 +204,41 @@ def round_clear(*, round_id: int) -> str:
     round_ = Round.objects.get(pk=round_id)
     attempt = round_.clearing_attempts
     document = json.loads(round_.snapshot)
+    if settings.CLEARING_SCALE_OUT and len(parts := engine.split(document)) > 1:
+        # Independent sub-markets are cleared as a Celery chord spread over the workers; the
+        # merge writes the result. A part that dies leaves the round in `clearing` for the sweep.
+        from .tasks import dispatch_parts
+
+        dispatch_parts(round_id=round_id, attempt=attempt, parts=len(parts))
+        return "dispatched"
     result = engine.clear(
         document,
-        time_limit=float(settings.SOLVER_TIME_LIMIT_SECONDS),
-        gap=float(settings.CLEARING_GAP),
         workers=int(settings.CLEARING_WORKERS),
+        time_limit=_time_limit(),
+        gap=float(settings.CLEARING_GAP),
     )
+    return round_result_write(round_id=round_id, attempt=attempt, result=result)
+
+
+def _time_limit() -> float:
+    return float(settings.SOLVER_TIME_LIMIT_SECONDS)
+
+
+def round_part_clear(*, round_id: int, attempt: int, index: int) -> dict[str, Any] | None:
+    """Clear sub-market `index` of a round's snapshot; None if the attempt lost its claim."""
+    round_ = Round.objects.get(pk=round_id)
+    if round_.status != RoundStatus.CLEARING or round_.clearing_attempts != attempt:
+        return None
+    part = engine.split(json.loads(round_.snapshot))[index]
+    return engine.clear(part, workers=1, time_limit=_time_limit(), gap=float(settings.CLEARING_GAP))
+
+
+def round_parts_merge(*, round_id: int, attempt: int, parts: list[dict[str, Any] | None]) -> str:
+    """Merge the parts' results (identical to clearing the whole snapshot) and write them."""
+    if any(p is None for p in parts):
+        return "skipped"
+    round_ = Round.objects.get(pk=round_id)
+    result = engine.merge(json.loads(round_.snapshot), [p for p in parts if p is not None])
     return round_result_write(round_id=round_id, attempt=attempt, result=result)
 
 

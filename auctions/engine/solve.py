@@ -171,3 +171,108 @@ def solve_mip(
         dual = -float(stats.mip_dual_bound)
     del y
     return MIPResult(prob.status == cp.OPTIMAL, val[mt.n_z :], dual, seconds, compile_s)
+
+
+def natural_model(mk: Market) -> tuple[Any, int]:
+    """The natural formulation as a `highspy.HighsLp` (columns z then x, a capacity row per offer
+    per slot); returns it and its number of non-zeros."""
+    import highspy
+    import scipy.sparse as sp
+
+    np_, nk = mk.n_places, mk.n_sources
+    n = np_ + nk
+    pidx = np.arange(np_)
+    kidx = np.arange(nk)
+    g = mk.b_group[mk.p_bid]
+    rows = [
+        g,
+        mk.n_groups + pidx,
+        mk.n_groups + mk.k_place,
+        mk.n_groups + np_ + pidx,
+        mk.n_groups + np_ + mk.k_place,
+    ]
+    cols = [pidx, pidx, np_ + kidx, pidx, np_ + kidx]
+    vals = [
+        np.ones(np_),
+        -mk.b_gpus[mk.p_bid].astype(float),
+        np.ones(nk),
+        mk.b_min[mk.p_bid].astype(float),
+        -np.ones(nk),
+    ]
+    n_link = mk.n_groups + 2 * np_
+    # capacity: one row per offer per slot, every slot a source covers
+    dur = mk.p_end[mk.k_place] - mk.p_start[mk.k_place]
+    kk = np.repeat(kidx, dur)
+    off = np.arange(int(dur.sum())) - np.repeat(np.cumsum(dur) - dur, dur)
+    slot = mk.p_start[mk.k_place][kk] + off
+    crow = mk.k_offer[kk] * mk.rnd.slots + slot
+    rows.append(n_link + crow)
+    cols.append(np_ + kk)
+    vals.append(np.ones(kk.size))
+    n_rows = n_link + mk.o_gpus.size * mk.rnd.slots
+    a = sp.csc_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(n_rows, n))
+    upper = np.concatenate([np.ones(mk.n_groups), np.zeros(2 * np_), np.repeat(mk.o_gpus, mk.rnd.slots)])
+    inf = highspy.kHighsInf
+    lp = highspy.HighsLp()
+    lp.num_col_, lp.num_row_ = n, n_rows
+    lp.col_cost_ = -np.concatenate([np.zeros(np_), mk.k_value])
+    lp.col_lower_ = np.zeros(n)
+    lp.col_upper_ = np.concatenate([np.ones(np_), mk.k_ub.astype(float)])
+    lp.row_lower_ = np.full(n_rows, -inf)
+    lp.row_upper_ = upper.astype(float)
+    lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
+    lp.a_matrix_.start_ = a.indptr
+    lp.a_matrix_.index_ = a.indices
+    lp.a_matrix_.value_ = a.data
+    lp.integrality_ = [highspy.HighsVarType.kInteger] * n
+    return lp, int(a.nnz)
+
+
+def quiet_highs() -> Any:
+    """A `highspy.Highs` that never writes to stdout (no banner, no log)."""
+    import highspy
+
+    h = highspy.Highs()  # type: ignore[no-untyped-call]
+    h.setOptionValue("output_flag", False)
+    h.setOptionValue("log_to_console", False)
+    return h
+
+
+def solve_mip_natural(
+    mk: Market,
+    *,
+    time_limit: float | None,
+    gap: float,
+    warm: IntArray | None,
+    options: dict[str, Any] | None = None,
+) -> MIPResult:
+    """The MIP on the natural formulation through highspy directly (no cvxpy), optionally started
+    from `warm` (source values). On medium rounds HiGHS searches this form better than the flow
+    form (medium-21: 99.97% vs 99.2% of the optimum in 30 s)."""
+    import time
+
+    t0 = time.perf_counter()
+    lp, _ = natural_model(mk)
+    h = quiet_highs()
+    h.setOptionValue("random_seed", 0)
+    h.setOptionValue("mip_rel_gap", float(gap))
+    if time_limit is not None:
+        h.setOptionValue("time_limit", max(float(time_limit), 0.01))
+    for key, val in (options or {}).items():
+        h.setOptionValue(key, val)
+    h.passModel(lp)
+    if warm is not None:
+        z = np.zeros(mk.n_places)
+        z[mk.k_place[np.flatnonzero(warm)]] = 1.0
+        h.setSolution(np.concatenate([z, warm.astype(float)]))
+    compile_s = time.perf_counter() - t0
+    t1 = time.perf_counter()
+    h.run()
+    seconds = time.perf_counter() - t1
+    info = h.getInfo()
+    if info.primal_solution_status != 2:
+        raise SolverFailed(f"no solution (status {h.getModelStatus().name})")
+    col = np.asarray(h.getSolution().col_value, dtype=float)
+    x = np.rint(col[mk.n_places :]).astype(np.int64)
+    optimal = h.getModelStatus().name == "kOptimal"
+    return MIPResult(optimal, x, -float(info.mip_dual_bound), seconds, compile_s)

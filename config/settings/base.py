@@ -181,7 +181,11 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_SOFT_TIME_LIMIT = SOLVER_TIME_LIMIT_SECONDS + 240
 CELERY_TASK_TIME_LIMIT = SOLVER_TIME_LIMIT_SECONDS + 300
 CELERY_TASK_DEFAULT_QUEUE = "default"
-CELERY_TASK_ROUTES = {"auctions.tasks.round_clear*": {"queue": "solver"}}
+CELERY_TASK_ROUTES = {
+    "auctions.tasks.round_clear_task": {"queue": "solver"},
+    "auctions.tasks.round_clear_part_task": {"queue": "solver"},
+    "auctions.tasks.round_clear_merge_task": {"queue": "solver"},
+}
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_TRACK_STARTED = True
 CELERY_RESULT_EXPIRES = 24 * 3600
@@ -240,5 +244,7 @@ CLEARING_GAP = float(os.environ.get("CLEARING_GAP", "0.0001"))
 # Processes the engine may use inside one task; Celery's prefork children cannot fork pools, and
 # scale-out happens across workers instead (docs/rounds.md).
 CLEARING_WORKERS = env_int("CLEARING_WORKERS", 1)
+# Clear a round's independent sub-markets as a Celery chord across workers (docs/rounds.md).
+CLEARING_SCALE_OUT = env_bool("CLEARING_SCALE_OUT", True)
 # A clearing still running after this many seconds is presumed dead and re-run by the sweep.
 CLEARING_STALE_SECONDS = env_int("CLEARING_STALE_SECONDS", CELERY_TASK_TIME_LIMIT + 60)

@@ -10,7 +10,7 @@ import pytest
 from django.core.management import call_command
 from django.db import IntegrityError, connections, transaction
 
-from auctions import merkle, services
+from auctions import engine, merkle, services
 from auctions.models import (
     BidOutcome,
     Lease,
@@ -22,9 +22,14 @@ from auctions.models import (
     RoundStatus,
 )
 from auctions.verify import verify_receipt, verify_round
-from marketplace.models import BidStatus
+from config.celery import app
+from marketplace import services as market
+from marketplace.errors import Conflict
+from marketplace.models import BidStatus, GpuModel
 from marketplace.receipts import bid_receipt_document
-from tests.auctions.conftest import CUTOFF, H
+from marketplace.specs import OfferSpec
+from tests.auctions.conftest import CUTOFF, H, bid_spec
+from tests.factories import ClusterFactory, GpuFactory, HostFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -165,8 +170,6 @@ def test_a_bids_receipt_proves_it_was_in_the_round_without_revealing_it(live_mar
 
 
 def test_cancelling_a_bid_that_a_closed_round_is_clearing_is_refused(live_market, clock, beta):
-    from marketplace.errors import Conflict
-
     clock.move_to(CUTOFF)
     services.round_close_due()
     with pytest.raises(Conflict):
@@ -174,8 +177,6 @@ def test_cancelling_a_bid_that_a_closed_round_is_clearing_is_refused(live_market
 
 
 def test_exported_snapshot_re_clears_to_the_stored_result(live_market, clock, tmp_path):
-    from auctions import engine
-
     round_ = close_and_clear(live_market.round, clock)
     call_command("round_export", str(round_.number), "--dir", str(tmp_path))
     again = engine.clear(
@@ -214,4 +215,50 @@ def test_the_status_page_shows_cleared_rounds_and_their_report_hash(live_market,
     page = client.get("/").content.decode()
     assert f"<td>{round_.number}</td><td>cleared</td>" in page
     assert round_.report_sha256[:14] in page
-    assert "b%d" % live_market.bids["small"].pk not in page  # sealed: no bid appears
+    assert f"b{live_market.bids['small'].pk}" not in page  # sealed: no bid appears
+
+
+def test_independent_sub_markets_are_cleared_as_a_chord_and_merge_to_the_single_process_result(
+    live_market, clock, acme, beta, settings
+):
+    settings.CLEARING_SCALE_OUT = True
+    # A second, independent sub-market: A100s offered and bid for in another cluster.
+    start = live_market.round.horizon_start
+    cluster = ClusterFactory(team=acme.team, name="a100s")
+    GpuFactory.create_batch(
+        8, host=HostFactory(cluster=cluster), gpu_model=GpuModel.objects.get(name="A100-SXM-80GB")
+    )
+    market.offer_post(
+        team=acme.team,
+        actor=acme.trader,
+        spec=OfferSpec(
+            cluster_id=cluster.pk,
+            gpu_model="A100-SXM-80GB",
+            gpus=8,
+            start=start,
+            end=start + 24 * H,
+            reserve_cents_per_gpu_hour=90,
+        ),
+    )
+    services.bid_submit(
+        team=beta.team,
+        actor=beta.trader,
+        idempotency_key="a100-2",
+        spec=bid_spec(start, gpu_models=("A100-SXM-80GB",), gpus=4, min_gpus=4),
+    )
+    clock.move_to(CUTOFF)
+    services.round_close_due()
+    round_ = Round.objects.get(pk=live_market.round.pk)
+    document = json.loads(round_.snapshot)
+    assert len(engine.split(document)) > 1
+    app.conf.task_always_eager = True
+    try:
+        assert services.round_clear(round_id=round_.pk) == "dispatched"
+    finally:
+        app.conf.task_always_eager = False
+    round_.refresh_from_db()
+    assert round_.status == RoundStatus.CLEARED
+    whole = engine.clear(document, workers=1, time_limit=120.0, gap=1e-4)
+    assert round_.result_sha256 == services.result_hash(whole)
+    assert Lease.objects.filter(round=round_).count() == len(whole["awards"])
+    assert {a["gpu_model"] for a in whole["awards"]} == {"H100-SXM-80GB", "A100-SXM-80GB"}

@@ -9,13 +9,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import scipy.sparse as sp
-
 from .clearing import clear
 from .formulation import Market, build_market
 from .heuristics import greedy, orders
 from .rounds import parse_round
+from .solve import natural_model, quiet_highs
 
 
 def default_time_limit(n_bids: int) -> float:
@@ -37,59 +35,12 @@ def greedy_baseline(mk: Market) -> float:
 def direct_highs(mk: Market, time_limit: float) -> tuple[float, float, float, int, str]:
     """HiGHS alone (highspy, no cvxpy, no warm start) on the natural formulation: a capacity row per
     offer per slot. Returns (welfare, dual bound, build seconds, non-zeros, status)."""
-    import highspy
 
     t0 = time.perf_counter()
-    np_, nk = mk.n_places, mk.n_sources
-    n = np_ + nk
-    if n == 0:
+    if mk.n_places + mk.n_sources == 0:
         return 0.0, 0.0, 0.0, 0, "empty"
-    pidx = np.arange(np_)
-    kidx = np.arange(nk)
-    g = mk.b_group[mk.p_bid]
-    rows = [
-        g,
-        mk.n_groups + pidx,
-        mk.n_groups + mk.k_place,
-        mk.n_groups + np_ + pidx,
-        mk.n_groups + np_ + mk.k_place,
-    ]
-    cols = [pidx, pidx, np_ + kidx, pidx, np_ + kidx]
-    vals = [
-        np.ones(np_),
-        -mk.b_gpus[mk.p_bid].astype(float),
-        np.ones(nk),
-        mk.b_min[mk.p_bid].astype(float),
-        -np.ones(nk),
-    ]
-    n_link = mk.n_groups + 2 * np_
-    # capacity: one row per offer per slot, every slot a source covers
-    dur = mk.p_end[mk.k_place] - mk.p_start[mk.k_place]
-    kk = np.repeat(kidx, dur)
-    off = np.arange(int(dur.sum())) - np.repeat(np.cumsum(dur) - dur, dur)
-    slot = mk.p_start[mk.k_place][kk] + off
-    crow = mk.k_offer[kk] * mk.rnd.slots + slot
-    rows.append(n_link + crow)
-    cols.append(np_ + kk)
-    vals.append(np.ones(kk.size))
-    n_rows = n_link + mk.o_gpus.size * mk.rnd.slots
-    a = sp.csc_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(n_rows, n))
-    upper = np.concatenate([np.ones(mk.n_groups), np.zeros(2 * np_), np.repeat(mk.o_gpus, mk.rnd.slots)])
-    inf = highspy.kHighsInf
-    lp = highspy.HighsLp()
-    lp.num_col_, lp.num_row_ = n, n_rows
-    lp.col_cost_ = -np.concatenate([np.zeros(np_), mk.k_value])
-    lp.col_lower_ = np.zeros(n)
-    lp.col_upper_ = np.concatenate([np.ones(np_), mk.k_ub.astype(float)])
-    lp.row_lower_ = np.full(n_rows, -inf)
-    lp.row_upper_ = upper.astype(float)
-    lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
-    lp.a_matrix_.start_ = a.indptr
-    lp.a_matrix_.index_ = a.indices
-    lp.a_matrix_.value_ = a.data
-    lp.integrality_ = [highspy.HighsVarType.kInteger] * n
-    h = highspy.Highs()  # type: ignore[no-untyped-call]
-    h.setOptionValue("output_flag", False)
+    lp, nnz = natural_model(mk)
+    h = quiet_highs()
     h.setOptionValue("time_limit", float(time_limit))
     h.setOptionValue("mip_rel_gap", 1e-4)
     h.passModel(lp)
@@ -97,7 +48,7 @@ def direct_highs(mk: Market, time_limit: float) -> tuple[float, float, float, in
     h.run()
     info = h.getInfo()
     welfare = -info.objective_function_value if info.primal_solution_status == 2 else 0.0
-    return welfare, -info.mip_dual_bound, build, int(a.nnz), h.getModelStatus().name
+    return welfare, -info.mip_dual_bound, build, nnz, h.getModelStatus().name
 
 
 COLUMNS = [

@@ -20,7 +20,7 @@ from .formulation import FloatArray, IntArray, Market, build_market, build_matri
 from .heuristics import Allocation, best_greedy, from_x, priced_greedy
 from .lagrange import lagrangian_bound
 from .rounds import RESULT_FORMAT, Round, parse_round
-from .solve import SolverFailed, solve_lp, solve_mip
+from .solve import SolverFailed, solve_lp, solve_mip, solve_mip_natural
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +28,9 @@ DEFAULT_GAP = 1e-4
 # Sub-markets with more model columns than this get the large-round path (LP first, then a MIP on
 # the most promising placements); below it the full MIP is solved directly, warm-started.
 FULL_MIP_COLUMNS = 40_000
+# The full MIP goes to HiGHS directly on the natural formulation (a capacity row per offer per
+# slot) up to this many non-zeros there; above, the flow form through cvxpy.
+NATURAL_MAX_NNZ = 1_500_000
 # Placements per bid kept for the restricted MIP of large sub-markets.
 TOP_PLACEMENTS = 4
 # Below this many model columns in total, sub-markets are solved in-process (process start-up
@@ -98,6 +101,12 @@ def _cleanup(mk: Market, alloc: Allocation) -> Allocation:
     return from_x(mk, x)
 
 
+def _natural_nnz(mk: Market) -> int:
+    """Non-zeros of the natural formulation (capacity rows dominate: one per source per slot)."""
+    dur = mk.p_end[mk.k_place] - mk.p_start[mk.k_place]
+    return int(dur.sum()) + 3 * mk.n_places + 2 * mk.n_sources
+
+
 def _trivial_bound(mk: Market) -> float:
     """Sum over XOR groups of the best isolated placement value: valid, weak; used without an LP."""
     best = np.zeros(mk.n_groups)
@@ -129,7 +138,13 @@ def clear_component(rnd: Round, *, time_limit: float | None, gap: float, solver:
         alloc = best_greedy(mk)
         if mt.c.size <= FULL_MIP_COLUMNS:
             try:
-                mip = solve_mip(mk, mt, solver=solver, time_limit=left(0.9), gap=gap, warm=alloc.x)
+                if solver.upper() == "HIGHS" and _natural_nnz(mk) <= NATURAL_MAX_NNZ:
+                    # HiGHS searches the natural form better, and better unseeded (medium-21:
+                    # 99.97% of the optimum in 25 s, 99.86% seeded with greedy, 99.2% on the flow
+                    # form seeded); greedy stays the floor below.
+                    mip = solve_mip_natural(mk, time_limit=left(0.9), gap=gap, warm=None)
+                else:
+                    mip = solve_mip(mk, mt, solver=solver, time_limit=left(0.9), gap=gap, warm=alloc.x)
                 mip_s, compile_s = mip.seconds, mip.compile_s
                 cand = from_x(mk, mip.x)
                 if _valid(mk, cand) and cand.welfare(mk) >= alloc.welfare(mk) - 1e-6:

@@ -73,7 +73,8 @@ def _problem(mt: Matrices, integer: bool) -> tuple[cp.Problem, cp.Variable, cp.V
 def _highs_opts(solver: str, time_limit: float | None, extra: dict[str, Any]) -> dict[str, Any]:
     if solver.upper() != "HIGHS":
         return {}
-    opts: dict[str, Any] = {"random_seed": 0, **extra}
+    silence_highs_banner()
+    opts: dict[str, Any] = {"random_seed": 0, "output_flag": False, "log_to_console": False, **extra}
     if time_limit is not None:
         opts["time_limit"] = max(float(time_limit), 0.01)
     return opts
@@ -228,10 +229,41 @@ def natural_model(mk: Market) -> tuple[Any, int]:
     return lp, int(a.nnz)
 
 
+_BANNER_DONE = False
+
+
+def silence_highs_banner() -> None:
+    """HiGHS prints its banner ("Running HiGHS ...") on stdout the first time a `highspy.Highs` is
+    made in a process, whatever the options (cvxpy makes one too). Make that first one here with
+    file descriptor 1 pointed at /dev/null, so that the engine never writes to stdout."""
+    global _BANNER_DONE
+    if _BANNER_DONE:
+        return
+    import ctypes
+    import os
+    import sys
+
+    import highspy
+
+    sys.stdout.flush()
+    saved = os.dup(1)
+    null = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(null, 1)
+        highspy.Highs()  # type: ignore[no-untyped-call]
+        ctypes.CDLL(None).fflush(None)
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+        os.close(null)
+    _BANNER_DONE = True
+
+
 def quiet_highs() -> Any:
     """A `highspy.Highs` that never writes to stdout (no banner, no log)."""
     import highspy
 
+    silence_highs_banner()
     h = highspy.Highs()  # type: ignore[no-untyped-call]
     h.setOptionValue("output_flag", False)
     h.setOptionValue("log_to_console", False)
@@ -251,6 +283,8 @@ def solve_mip_natural(
     form (medium-21: 99.97% vs 99.2% of the optimum in 30 s)."""
     import time
 
+    import highspy
+
     t0 = time.perf_counter()
     lp, _ = natural_model(mk)
     h = quiet_highs()
@@ -264,7 +298,10 @@ def solve_mip_natural(
     if warm is not None:
         z = np.zeros(mk.n_places)
         z[mk.k_place[np.flatnonzero(warm)]] = 1.0
-        h.setSolution(np.concatenate([z, warm.astype(float)]))
+        sol = highspy.HighsSolution()
+        sol.col_value = np.concatenate([z, warm.astype(float)]).tolist()
+        sol.value_valid = True
+        h.setSolution(sol)
     compile_s = time.perf_counter() - t0
     t1 = time.perf_counter()
     h.run()

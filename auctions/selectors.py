@@ -237,3 +237,27 @@ def offer_revenue(*, team: Team) -> dict[int, int]:
         LeaseSource.objects.filter(offer__team=team).values("offer_id").annotate(total=Sum("revenue_cents"))
     )
     return {row["offer_id"]: row["total"] for row in rows}
+
+
+def bid_inclusion_proof(*, team: Team, bid_id: int, round_number: int) -> dict[str, Any]:
+    """The team's receipt for its bid and the proof that it is under the round's Merkle root."""
+    from marketplace.receipts import bid_receipt_document
+    from marketplace.selectors import bid_get
+
+    from . import merkle
+
+    bid = bid_get(team=team, bid_id=bid_id)  # another team's bid is NotFound
+    round_ = Round.objects.filter(number=round_number).exclude(snapshot="").first()
+    if round_ is None:
+        raise NotFound(f"round {round_number} has no frozen snapshot")
+    ids = [bid_id_of(b["id"]) for b in json.loads(round_.snapshot)["bids"]]
+    if bid.pk not in ids:
+        raise NotFound(f"bid {bid_id} is not in round {round_number}")
+    receipts = list(Bid.objects.filter(pk__in=ids).values_list("receipt", flat=True))
+    return {
+        "round": round_.number,
+        "root": round_.merkle_root,
+        "receipt": bid.receipt,
+        "document": bid_receipt_document(bid),
+        "proof": merkle.inclusion_proof(receipts, bid.receipt),
+    }

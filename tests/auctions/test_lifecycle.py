@@ -7,7 +7,7 @@ import json
 import threading
 
 import pytest
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 from django.db import IntegrityError, connections, transaction
 
 from auctions import engine, merkle, services
@@ -262,3 +262,29 @@ def test_independent_sub_markets_are_cleared_as_a_chord_and_merge_to_the_single_
     assert round_.result_sha256 == services.result_hash(whole)
     assert Lease.objects.filter(round=round_).count() == len(whole["awards"])
     assert {a["gpu_model"] for a in whole["awards"]} == {"H100-SXM-80GB", "A100-SXM-80GB"}
+
+
+def test_a_team_fetches_an_inclusion_proof_for_its_own_bid_only(live_market, clock, acme, beta, tmp_path):
+    from auctions.selectors import bid_inclusion_proof
+    from marketplace.errors import NotFound
+
+    round_ = close_and_clear(live_market.round, clock)
+    bid = live_market.bids["small"]
+    proof = bid_inclusion_proof(team=beta.team, bid_id=bid.pk, round_number=round_.number)
+    path = tmp_path / "proof.json"
+    path.write_text(json.dumps(proof))
+    call_command("receipt_verify", str(path))
+    with pytest.raises(NotFound):
+        bid_inclusion_proof(team=acme.team, bid_id=bid.pk, round_number=round_.number)
+    proof["document"]["limit_cents_per_gpu_hour"] += 1  # a changed term no longer matches
+    path.write_text(json.dumps(proof))
+    with pytest.raises(CommandError):
+        call_command("receipt_verify", str(path))
+
+
+def test_staff_download_a_rounds_snapshot_from_the_admin(live_market, clock, admin_client):
+    round_ = close_and_clear(live_market.round, clock)
+    response = admin_client.get(f"/admin/auctions/round/{round_.pk}/file/snapshot/")
+    assert response.status_code == 200
+    assert response.content.decode() == round_.snapshot
+    assert "round-" in response["Content-Disposition"]

@@ -1,19 +1,18 @@
-"""Engine tests need no database and no Django: rounds come from ../shared/data/rounds."""
+"""Engine tests need no database and no Django: rounds are copies in tests/data/rounds."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from auctions.engine.cli import default_rounds_dir
+ROUNDS = Path(__file__).resolve().parent.parent / "data" / "rounds"
 
 
 def load_round(name: str) -> dict[str, Any]:
-    path = default_rounds_dir() / f"{name}.json"
-    if not path.exists():
-        pytest.skip(f"sample round {path} is not available")
+    path = ROUNDS / f"{name}.json"
     doc: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
     return doc
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from . import pricing
+from . import lns, pricing
 from .components import components
 from .formulation import FloatArray, IntArray, Market, build_market, build_matrices
 from .heuristics import Allocation, best_greedy, from_x, priced_greedy
@@ -177,7 +177,13 @@ def clear_component(rnd: Round, *, time_limit: float | None, gap: float, solver:
             ]:
                 if cand.welfare(mk) > alloc.welfare(mk) + 1e-6:
                     alloc = cand
-            alloc, mip_s, compile_s = _restricted_mip(mk, alloc, lag.score, solver, left(0.95), gap)
+            if solver.upper() == "HIGHS" and deadline is not None:
+                t_lns = time.perf_counter()
+                stop = deadline - 0.05 * (deadline - t0)
+                alloc = lns.improve(mk, alloc, deadline=stop, gap=gap, valid=_valid, restrict=_restrict)
+                mip_s = time.perf_counter() - t_lns
+            else:
+                alloc, mip_s, compile_s = _restricted_mip(mk, alloc, lag.score, solver, left(0.95), gap)
             status = "time_limit"
         alloc = _cleanup(mk, alloc)
         welfare = alloc.welfare(mk)
@@ -224,10 +230,16 @@ def _restricted_mip(
         # bids the prices call profitable keep more of their placements
         keep |= (rank < 2 * TOP_PLACEMENTS) & (bid_score[mk.p_bid] > 0)
     sub, kmap = _restrict(mk, keep)
+    log.info(
+        "restricted MIP: %d of %d placements, natural nnz %d", sub.n_places, mk.n_places, _natural_nnz(sub)
+    )
     smt = build_matrices(sub)
     warm = inc.x[kmap]
     try:
-        mip = solve_mip(sub, smt, solver=solver, time_limit=time_limit, gap=gap, warm=warm)
+        if solver.upper() == "HIGHS" and _natural_nnz(sub) <= NATURAL_MAX_NNZ:
+            mip = solve_mip_natural(sub, time_limit=time_limit, gap=gap, warm=warm)
+        else:
+            mip = solve_mip(sub, smt, solver=solver, time_limit=time_limit, gap=gap, warm=warm)
     except SolverFailed as exc:
         log.warning("restricted MIP failed: %s", exc)
         return inc, 0.0, 0.0

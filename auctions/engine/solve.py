@@ -174,9 +174,10 @@ def solve_mip(
     return MIPResult(prob.status == cp.OPTIMAL, val[mt.n_z :], dual, seconds, compile_s)
 
 
-def natural_model(mk: Market) -> tuple[Any, int]:
+def natural_model(mk: Market, cap: IntArray | None = None) -> tuple[Any, int]:
     """The natural formulation as a `highspy.HighsLp` (columns z then x, a capacity row per offer
-    per slot); returns it and its number of non-zeros."""
+    per slot, `cap[offer, slot]` GPUs when given, else the offer's); returns it and its number of
+    non-zeros."""
     import highspy
     import scipy.sparse as sp
 
@@ -212,7 +213,8 @@ def natural_model(mk: Market) -> tuple[Any, int]:
     vals.append(np.ones(kk.size))
     n_rows = n_link + mk.o_gpus.size * mk.rnd.slots
     a = sp.csc_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(n_rows, n))
-    upper = np.concatenate([np.ones(mk.n_groups), np.zeros(2 * np_), np.repeat(mk.o_gpus, mk.rnd.slots)])
+    caps = np.repeat(mk.o_gpus, mk.rnd.slots) if cap is None else np.asarray(cap).ravel()
+    upper = np.concatenate([np.ones(mk.n_groups), np.zeros(2 * np_), caps])
     inf = highspy.kHighsInf
     lp = highspy.HighsLp()
     lp.num_col_, lp.num_row_ = n, n_rows
@@ -277,6 +279,7 @@ def solve_mip_natural(
     gap: float,
     warm: IntArray | None,
     options: dict[str, Any] | None = None,
+    cap: IntArray | None = None,
 ) -> MIPResult:
     """The MIP on the natural formulation through highspy directly (no cvxpy), optionally started
     from `warm` (source values). On medium rounds HiGHS searches this form better than the flow
@@ -286,7 +289,7 @@ def solve_mip_natural(
     import highspy
 
     t0 = time.perf_counter()
-    lp, _ = natural_model(mk)
+    lp, _ = natural_model(mk, cap)
     h = quiet_highs()
     h.setOptionValue("random_seed", 0)
     h.setOptionValue("mip_rel_gap", float(gap))

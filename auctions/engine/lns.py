@@ -98,6 +98,6 @@ def improve(
             cand = from_x(mk, x)
             w = cand.welfare(mk)
             if w > best_w + 1e-6 and valid(mk, cand):
-                log.info("LNS: %d bids freed: %.0f -> %.0f", nb.size, best_w, w)
+                log.debug("LNS: %d bids freed: %.0f -> %.0f", nb.size, best_w, w)
                 best, best_w = cand, w
     return best

@@ -39,6 +39,7 @@ from .models import (
     Round,
     RoundStatus,
 )
+from .verify import result_hash
 
 log = logging.getLogger(__name__)
 ZERO_HASH = "0" * 64
@@ -54,11 +55,6 @@ def canonical(doc: object) -> str:
 
 def sha256_text(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
-
-
-def result_hash(result: dict[str, Any]) -> str:
-    """SHA-256 of the result's canonical text without `stats` (timings differ between runs)."""
-    return sha256_text(engine.dumps_result({k: v for k, v in result.items() if k != "stats"}))
 
 
 # --- opening and closing ----------------------------------------------------------------------

@@ -19,7 +19,8 @@ def _sha(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def _result_hash(result: dict[str, Any]) -> str:
+def result_hash(result: dict[str, Any]) -> str:
+    """SHA-256 of the result's canonical text without `stats` (timings differ between runs)."""
     return _sha(engine.dumps_result({k: v for k, v in result.items() if k != "stats"}))
 
 
@@ -55,7 +56,7 @@ def verify_round(
     report = json.loads(report_text)
     verdict.check(_sha(snapshot_text) == report["snapshot_sha256"], "snapshot SHA-256 matches the report")
     result = json.loads(result_text)
-    verdict.check(_result_hash(result) == report["result_sha256"], "result SHA-256 matches the report")
+    verdict.check(result_hash(result) == report["result_sha256"], "result SHA-256 matches the report")
     expected_previous = _sha(previous_report_text) if previous_report_text is not None else "0" * 64
     verdict.check(
         report["previous_report_sha256"] == expected_previous, "report chains to the previous report"
@@ -68,7 +69,7 @@ def verify_round(
             workers=1,
         )
         verdict.check(
-            _result_hash(again) == report["result_sha256"], "re-clearing the snapshot reproduces the result"
+            result_hash(again) == report["result_sha256"], "re-clearing the snapshot reproduces the result"
         )
     return verdict
 

@@ -14,38 +14,13 @@ import dj_database_url
 import django_stubs_ext
 from celery.schedules import crontab
 
+from .env import env_bool, env_int
+
 # Lets admin and other Django generics be subscripted at runtime, as the type checker sees them.
 django_stubs_ext.monkeypatch()
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 VAR_DIR = Path(os.environ.get("GRIDX_VAR_DIR", BASE_DIR / "var"))
-
-
-def env_bool(name: str, default: bool) -> bool:
-    """Read a boolean from the environment; accepts 1/0, true/false, yes/no, on/off."""
-    raw = os.environ.get(name)
-    if raw is None or raw == "":
-        return default
-    value = raw.strip().lower()
-    if value in {"1", "true", "yes", "on"}:
-        return True
-    if value in {"0", "false", "no", "off"}:
-        return False
-    raise ValueError(f"{name}={raw!r} is not a boolean (use 1/0, true/false, yes/no, on/off)")
-
-
-def env_int(name: str, default: int, *, minimum: int = 1) -> int:
-    """Read an integer of at least `minimum` from the environment."""
-    raw = os.environ.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ValueError(f"{name}={raw!r} is not an integer") from None
-    if value < minimum:
-        raise ValueError(f"{name}={value} must be at least {minimum}")
-    return value
 
 
 def _secret_key() -> str:
@@ -248,3 +223,17 @@ CLEARING_WORKERS = env_int("CLEARING_WORKERS", 1)
 CLEARING_SCALE_OUT = env_bool("CLEARING_SCALE_OUT", True)
 # A clearing still running after this many seconds is presumed dead and re-run by the sweep.
 CLEARING_STALE_SECONDS = env_int("CLEARING_STALE_SECONDS", CELERY_TASK_TIME_LIMIT + 60)
+
+# --- Per-app settings ---------------------------------------------------------------------------
+# Each app keeps its own settings module (read from the environment the same way) and its own beat
+# entries, merged here.
+from .api import *  # noqa: E402,F403
+from .api import API_BEAT_SCHEDULE  # noqa: E402
+from .billing import *  # noqa: E402,F403
+from .billing import BILLING_BEAT_SCHEDULE  # noqa: E402
+from .metering import *  # noqa: E402,F403
+from .metering import METERING_BEAT_SCHEDULE  # noqa: E402
+
+CELERY_BEAT_SCHEDULE.update(API_BEAT_SCHEDULE)
+CELERY_BEAT_SCHEDULE.update(BILLING_BEAT_SCHEDULE)
+CELERY_BEAT_SCHEDULE.update(METERING_BEAT_SCHEDULE)

@@ -12,7 +12,7 @@ if not os.environ.get("REDIS_URL"):
     raise RuntimeError("REDIS_URL must be set in production")
 
 from .base import *  # noqa: E402,F403
-from .base import env_bool, env_int  # noqa: E402
+from .env import env_bool, env_int  # noqa: E402
 
 DEBUG = False
 SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", True)

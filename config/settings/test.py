@@ -14,7 +14,11 @@ from .base import DATABASES  # noqa: E402
 DATABASES["default"]["CONN_MAX_AGE"] = 0
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # speed; tests only  # noqa: S303
 
-from .base import env_bool  # noqa: E402
+from .env import env_bool  # noqa: E402
 
 # Unit tests clear in-process; the chord path is tested explicitly (tests/auctions/test_lifecycle.py).
 CLEARING_SCALE_OUT = env_bool("CLEARING_SCALE_OUT", False)
+
+# Several engineers (or agents) on one machine each run the suite: GRIDX_TEST_DB names a separate
+# test database so concurrent runs never drop each other's. REDIS_URL chooses the Redis db likewise.
+DATABASES["default"]["TEST"] = {"NAME": os.environ.get("GRIDX_TEST_DB", "test_test")}

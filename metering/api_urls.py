@@ -1,5 +1,10 @@
-"""URL routes: metering.api_urls."""
+"""URL routes of /api/v1/metering/: the agent protocol (token- and signature-authenticated)."""
 
-from django.urls import URLPattern, URLResolver
+from django.urls import URLPattern, URLResolver, path
 
-urlpatterns: list[URLPattern | URLResolver] = []
+from . import api
+
+urlpatterns: list[URLPattern | URLResolver] = [
+    path("enroll", api.enroll, name="metering-enroll"),
+    path("reports", api.reports, name="metering-reports"),
+]

@@ -45,7 +45,7 @@ class Seller:
 
 
 @pytest.fixture
-def seller(transactional_db: None) -> Seller:
+def seller(db: None) -> Seller:
     ensure_gpu_catalogue()
     team = TeamFactory(name="Sellco", slug="sellco")
     cluster = ClusterFactory(team=team, name="main")

@@ -11,7 +11,9 @@ from collections import defaultdict
 from typing import Any
 
 from django.conf import settings
-from django.db.models import QuerySet, Sum
+from django.db.models import Avg, Count, Max, Min, Q, QuerySet, Sum
+from django.db.models import F as models_F
+from django.db.models.functions import TruncDay
 
 from marketplace.errors import NotFound
 from marketplace.models import Bid, BidStatus, Offer, OfferStatus, Team
@@ -261,3 +263,68 @@ def bid_inclusion_proof(*, team: Team, bid_id: int, round_number: int) -> dict[s
         "document": bid_receipt_document(bid),
         "proof": merkle.inclusion_proof(receipts, bid.receipt),
     }
+
+
+def price_index(
+    *,
+    gpu_model: str | None = None,
+    cluster_code: str | None = None,
+    since: dt.datetime | None = None,
+    until: dt.datetime | None = None,
+    bucket: str = "slot",
+    limit: int = 5000,
+) -> list[dict[str, Any]]:
+    """Published clearing prices per (model, cluster) and slot or UTC day, oldest first."""
+    prices = price_history(gpu_model=gpu_model, cluster_code=cluster_code, since=since)
+    if until:
+        prices = prices.filter(slot_start__lt=until)
+    by = TruncDay("slot_start", tzinfo=dt.UTC) if bucket == "day" else models_F("slot_start")
+    keyed = prices.annotate(bucket_start=by)
+    rows = (
+        keyed.values("gpu_model", "cluster_code", "bucket_start")
+        .annotate(
+            mean=Avg("cents_per_gpu_hour"),
+            low=Min("cents_per_gpu_hour"),
+            high=Max("cents_per_gpu_hour"),
+            points=Count("id"),
+        )
+        .order_by("bucket_start", "gpu_model", "cluster_code")[:limit]
+    )
+    return [
+        {
+            "gpu_model": r["gpu_model"],
+            "cluster": r["cluster_code"],
+            "bucket_start": r["bucket_start"],
+            "mean_cents_per_gpu_hour": round(r["mean"]),
+            "min_cents_per_gpu_hour": r["low"],
+            "max_cents_per_gpu_hour": r["high"],
+            "points": r["points"],
+        }
+        for r in rows
+    ]
+
+
+def lease_list_side(*, team: Team, side: str) -> QuerySet[Lease]:
+    """Leases the team bought, or leases served from the team's offers."""
+    if side == "sold":
+        return (
+            Lease.objects.filter(sources__offer__team=team)
+            .distinct()
+            .select_related("round", "gpu_model")
+            .order_by("-id")
+        )
+    return lease_list(team=team)
+
+
+def lease_get_either(*, team: Team, lease_id: int) -> Lease:
+    """A lease the team bought or sold into; any other team gets NotFound."""
+    lease = (
+        Lease.objects.filter(Q(team=team) | Q(sources__offer__team=team), pk=lease_id)
+        .distinct()
+        .select_related("round", "gpu_model")
+        .prefetch_related("lease_gpus__gpu")
+        .first()
+    )
+    if lease is None:
+        raise NotFound(f"lease {lease_id} not found")
+    return lease

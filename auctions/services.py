@@ -22,8 +22,8 @@ from django.utils import timezone
 from auctions import engine
 from marketplace import grid
 from marketplace import services as market
-from marketplace.errors import Conflict
-from marketplace.models import Bid, BidStatus, Gpu, GpuModel, Offer, Team, User
+from marketplace.errors import Conflict, NotFound
+from marketplace.models import ApiKey, Bid, BidStatus, Gpu, GpuModel, Offer, Team, User
 from marketplace.specs import BidSpec, OfferSpec
 
 from . import merkle, selectors
@@ -164,13 +164,59 @@ def _open_round_number() -> int | None:
 
 
 @transaction.atomic
-def bid_submit(*, team: Team, actor: User | None, spec: BidSpec, idempotency_key: str) -> Placed:
+def bid_submit(
+    *, team: Team, actor: User | None, spec: BidSpec, idempotency_key: str, api_key: ApiKey | None = None
+) -> Placed:
     """Place a bid and say which round it is in: the round open when this transaction commits.
 
     Read after the insert: a round close waits for this transaction (see `_lock_book`), so the
     round seen here is still open at commit.
     """
-    bid = market.bid_place(team=team, actor=actor, spec=spec, idempotency_key=idempotency_key)
+    bid = market.bid_place(
+        team=team, actor=actor, spec=spec, idempotency_key=idempotency_key, api_key=api_key
+    )
+    return Placed(order=bid, round_number=_open_round_number())
+
+
+@dataclass(frozen=True)
+class PlacedBatch:
+    """Stored bids, in request order, and the round they will be cleared in."""
+
+    bids: list[Bid]
+    round_number: int | None
+
+
+@transaction.atomic
+def bid_submit_batch(
+    *,
+    team: Team,
+    actor: User | None,
+    specs: list[BidSpec],
+    idempotency_key: str,
+    api_key: ApiKey | None = None,
+) -> PlacedBatch:
+    """Place up to 1,000 bids, all or none, in the same round."""
+    bids = market.bid_place_batch(
+        team=team, actor=actor, specs=specs, idempotency_key=idempotency_key, api_key=api_key
+    )
+    return PlacedBatch(bids=bids, round_number=_open_round_number())
+
+
+@transaction.atomic
+def bid_resubmit(
+    *,
+    team: Team,
+    actor: User | None,
+    bid_id: int,
+    spec: BidSpec,
+    idempotency_key: str,
+    api_key: ApiKey | None = None,
+) -> Placed:
+    """Replace an open bid that no closed round is clearing, and say which round the new one is in."""
+    _refuse_if_clearing(bid_id)
+    bid = market.bid_replace(
+        team=team, actor=actor, bid_id=bid_id, spec=spec, idempotency_key=idempotency_key, api_key=api_key
+    )
     return Placed(order=bid, round_number=_open_round_number())
 
 
@@ -181,6 +227,12 @@ def offer_submit(
     """Post an offer and say which round it first takes part in."""
     offer = market.offer_post(team=team, actor=actor, spec=spec, idempotency_key=idempotency_key)
     return Placed(order=offer, round_number=_open_round_number())
+
+
+@transaction.atomic
+def offer_withdraw(*, team: Team, actor: User | None, offer_id: int) -> Offer:
+    """Cancel a live offer; what closed rounds already leased from it stays leased."""
+    return market.offer_cancel(team=team, actor=actor, offer_id=offer_id)
 
 
 # --- clearing ---------------------------------------------------------------------------------
@@ -261,7 +313,23 @@ def round_result_write(*, round_id: int, attempt: int, result: dict[str, Any]) -
     round_.status = RoundStatus.CLEARED
     round_.cleared_at = timezone.now()
     round_.save(update_fields=["result", "result_sha256", "report", "report_sha256", "status", "cleared_at"])
+    _notify_round_cleared(round_)
     return "cleared"
+
+
+def _notify_round_cleared(round_: Round) -> None:
+    """Tell every team with a bid or offer in the round that its report is out."""
+    snapshot = json.loads(round_.snapshot)
+    slugs = {b["team"] for b in snapshot["bids"]} | {o["team"] for o in snapshot["offers"]}
+    report = json.loads(round_.report)
+    payload = {
+        "round": round_.number,
+        "status": report["status"],
+        "gpu_hours_traded": report["gpu_hours_traded"],
+        "report_sha256": round_.report_sha256,
+    }
+    for team in Team.objects.filter(slug__in=slugs).order_by("pk"):
+        _notify(team, round_, "round.cleared", f"round:{round_.number}:cleared:{team.slug}", payload)
 
 
 def _split_revenue(total: int, weights: list[int]) -> list[int]:
@@ -396,9 +464,12 @@ def _assign_gpus(*, lease: Lease, source: LeaseSource, offer: Offer, gpus: int) 
 
 
 def _notify(team: Team, round_: Round, event: str, key: str, payload: dict[str, Any]) -> None:
-    Notification.objects.get_or_create(
+    """Store a notification and queue its webhooks, once per key (the cause), in this transaction."""
+    _, created = Notification.objects.get_or_create(
         key=key, defaults={"team": team, "round": round_, "event": event, "payload": payload}
     )
+    if created:
+        market.webhook_event_emit(team=team, event=event, event_id=key, data=payload)
 
 
 def _report(round_: Round, result: dict[str, Any]) -> dict[str, Any]:
@@ -469,14 +540,87 @@ def round_clear_sweep(*, now: dt.datetime | None = None) -> list[int]:
     return requeued
 
 
+def _frozen_bid_ids() -> set[int]:
+    """Bids in the snapshot of a closed round still being cleared (their terms are binding)."""
+    frozen = Round.objects.filter(status__in=[RoundStatus.CLOSED, RoundStatus.CLEARING])
+    ids: set[int] = set()
+    for snapshot in frozen.values_list("snapshot", flat=True):
+        ids.update(selectors.bid_id_of(b["id"]) for b in json.loads(snapshot)["bids"])
+    return ids
+
+
+def _refuse_if_clearing(bid_id: int) -> None:
+    _lock_book()
+    if bid_id in _frozen_bid_ids():
+        raise Conflict(
+            f"bid {bid_id} is being cleared in a closed round; wait for its outcome", code="clearing"
+        )
+
+
 def bid_withdraw(*, team: Team, actor: User | None, bid_id: int) -> Bid:
     """Cancel a bid unless a closed round is clearing it (its terms are then binding)."""
     with transaction.atomic():
-        _lock_book()
-        frozen = Round.objects.filter(status__in=[RoundStatus.CLOSED, RoundStatus.CLEARING])
-        for snapshot in frozen.values_list("snapshot", flat=True):
-            if f'"id":"b{bid_id}"' in snapshot:
-                raise Conflict(
-                    f"bid {bid_id} is being cleared in a closed round; wait for its outcome", code="clearing"
-                )
+        _refuse_if_clearing(bid_id)
         return market.bid_cancel(team=team, actor=actor, bid_id=bid_id)
+
+
+@dataclass(frozen=True)
+class Killed:
+    key: ApiKey
+    cancelled: list[int]
+    held: list[int]  # open bids a closed round is clearing: they stand until its outcome
+
+
+def api_key_kill(*, team: Team, actor: User | None, key_id: int) -> Killed:
+    """The kill switch: revoke the key and cancel every open bid it placed that is not being cleared."""
+    with transaction.atomic():
+        key = ApiKey.objects.select_for_update().filter(team=team, pk=key_id).first()
+        if key is None:
+            raise NotFound(f"API key {key_id} not found")
+        market.require_role(team=team, actor=actor, roles=market.TRADING_ROLES, action="killing API keys")
+        if key.revoked_at is None:
+            key.revoked_at = timezone.now()
+            key.save(update_fields=["revoked_at"])
+        _lock_book()
+        frozen = _frozen_bid_ids()
+        open_ids = list(
+            Bid.objects.filter(api_key=key, status=BidStatus.OPEN).order_by("pk").values_list("pk", flat=True)
+        )
+        held = [pk for pk in open_ids if pk in frozen]
+        cancel = [pk for pk in open_ids if pk not in frozen]
+        Bid.objects.filter(pk__in=cancel, status=BidStatus.OPEN).update(
+            status=BidStatus.CANCELLED, cancelled_at=timezone.now()
+        )
+        if key.killed_at is None:
+            key.killed_at = timezone.now()
+            key.save(update_fields=["killed_at"])
+        key.refresh_from_db()
+        return Killed(key=key, cancelled=cancel, held=held)
+
+
+def lease_events_emit(*, now: dt.datetime | None = None) -> int:
+    """Notify buyers of leases that started or ended since the last run; safe to run any time.
+
+    Notifications and webhook deliveries are keyed by lease and event, so nothing is sent twice.
+    """
+    now = now or timezone.now()
+    recent = now - dt.timedelta(days=1)
+    sent = 0
+    for event, field in (("lease.started", "start"), ("lease.ended", "end")):
+        leases = Lease.objects.filter(**{f"{field}__lte": now, f"{field}__gt": recent}).select_related(
+            "team", "round"
+        )
+        for lease in leases:
+            key = f"lease:{lease.pk}:{event.split('.')[1]}"
+            if Notification.objects.filter(key=key).exists():
+                continue
+            with transaction.atomic():
+                _notify(
+                    lease.team,
+                    lease.round,
+                    event,
+                    key,
+                    {"lease": lease.pk, "start": selectors.iso(lease.start), "end": selectors.iso(lease.end)},
+                )
+            sent += 1
+    return sent

@@ -43,3 +43,9 @@ def dispatch_parts(*, round_id: int, attempt: int, parts: int) -> None:
     """Queue one task per sub-market, with the merge as the chord's callback."""
     header = [round_clear_part_task.s(round_id, attempt, i) for i in range(parts)]
     chord(header)(round_clear_merge_task.s(round_id, attempt))
+
+
+@shared_task(acks_late=True)
+def lease_events_task() -> int:
+    """Send lease.started / lease.ended notifications and webhooks (beat, every minute)."""
+    return services.lease_events_emit()

@@ -260,6 +260,11 @@ class Bid(models.Model):
     status = models.CharField(max_length=16, choices=BidStatus.choices, default=BidStatus.OPEN)
     idempotency_key = models.CharField(max_length=255)
     placed_by = models.ForeignKey(User, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    # The API key that placed it: the key's exposure cap counts its open bids, its kill switch
+    # cancels them.
+    api_key = models.ForeignKey(
+        "ApiKey", null=True, blank=True, on_delete=models.PROTECT, related_name="bids"
+    )
     replaces = models.OneToOneField(
         "self", null=True, blank=True, on_delete=models.PROTECT, related_name="replaced_by"
     )
@@ -272,7 +277,7 @@ class Bid(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
-        indexes = [models.Index(fields=["team", "status"])]
+        indexes = [models.Index(fields=["team", "status"]), models.Index(fields=["api_key", "status"])]
         constraints = [
             models.CheckConstraint(condition=Q(gpus__gt=0), name="bid_gpus_positive"),
             models.CheckConstraint(condition=Q(min_gpus__gt=0), name="bid_min_gpus_positive"),
@@ -290,3 +295,166 @@ class Bid(models.Model):
 
     def __str__(self) -> str:
         return f"bid {self.pk}: {self.gpus}x for {self.duration_hours}h"
+
+
+# --- The API: keys, idempotent responses, webhooks ---------------------------------------------
+
+
+class Scope(models.TextChoices):
+    MARKET_READ = "market:read", "Read the market and your own orders"
+    BIDS_WRITE = "bids:write", "Place, replace and cancel bids"
+    OFFERS_WRITE = "offers:write", "Post and cancel offers"
+    INVENTORY_WRITE = "inventory:write", "Manage clusters, hosts and GPUs"
+    BILLING_READ = "billing:read", "Read statements and invoices"
+    WEBHOOKS_WRITE = "webhooks:write", "Manage webhook endpoints and replay deliveries"
+
+
+class ApiKey(models.Model):
+    """A team's key for bots. The secret is shown once; only its SHA-256 is stored.
+
+    A key is `gx_<prefix>_<secret>`: the prefix finds the row, the hash of the whole key proves it.
+    """
+
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="api_keys")
+    name = models.CharField(max_length=100)
+    prefix = models.CharField(max_length=16, unique=True)
+    key_sha256 = models.CharField(max_length=64)
+    scopes = models.JSONField(default=list)
+    created_by = models.ForeignKey(User, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    # Risk controls: the most the key's open bids may commit (sum of limit x GPUs x hours), in
+    # cents; null means no cap beyond the team's limits. A killed key is revoked and its bids
+    # cancelled.
+    exposure_cap_cents = models.BigIntegerField(null=True, blank=True)
+    killed_at = models.DateTimeField(null=True, blank=True)
+    rate_limit_per_minute = models.PositiveIntegerField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(exposure_cap_cents__isnull=True) | Q(exposure_cap_cents__gte=0),
+                name="apikey_exposure_cap_not_negative",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"key {self.prefix} ({self.name})"
+
+
+class IdempotencyRecord(models.Model):
+    """The stored response to a request made with an `Idempotency-Key`, replayed on a retry."""
+
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="+")
+    key = models.CharField(max_length=255)
+    method = models.CharField(max_length=8)
+    path = models.CharField(max_length=300)
+    request_sha256 = models.CharField(max_length=64)
+    status_code = models.PositiveSmallIntegerField(default=0)
+    response_body = models.TextField(blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["team", "key"], name="idempotency_unique_team_key")]
+        indexes = [models.Index(fields=["created_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.method} {self.path} key {self.key}"
+
+
+class WebhookEvent(models.TextChoices):
+    ROUND_CLEARED = "round.cleared", "A round you took part in cleared"
+    BID_WON = "bid.won", "A bid won"
+    BID_LOST = "bid.lost", "A bid lost"
+    LEASE_STARTED = "lease.started", "A lease started"
+    LEASE_ENDED = "lease.ended", "A lease ended"
+    INVOICE_PAID = "invoice.paid", "An invoice was paid"
+    INVOICE_PAYMENT_FAILED = "invoice.payment_failed", "An invoice payment failed"
+    PAYOUT_SENT = "payout.sent", "A payout was sent"
+
+
+class WebhookEndpoint(models.Model):
+    """A team's URL for events. The signing secret is stored encrypted (it must be recoverable to
+    sign with), with a key derived from SECRET_KEY."""
+
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="webhook_endpoints")
+    url = models.URLField(max_length=500)
+    events = models.JSONField(default=list)
+    secret_encrypted = models.TextField()
+    active = models.BooleanField(default=True)
+    description = models.CharField(max_length=200, blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+    disabled_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"webhook {self.pk} -> {self.url}"
+
+
+class DeliveryStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    DELIVERED = "delivered", "Delivered"
+    FAILED = "failed", "Failed (gave up)"
+
+
+class WebhookDelivery(models.Model):
+    """One event to one endpoint, with every attempt's outcome; unique per (endpoint, event id)."""
+
+    endpoint = models.ForeignKey(WebhookEndpoint, on_delete=models.CASCADE, related_name="deliveries")
+    event = models.CharField(max_length=40)
+    event_id = models.CharField(max_length=200)
+    payload = models.TextField()
+    status = models.CharField(max_length=16, choices=DeliveryStatus.choices, default=DeliveryStatus.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    last_status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    last_response = models.TextField(blank=True, default="")
+    last_error = models.CharField(max_length=300, blank=True, default="")
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+    replay_of = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="replays"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["status", "next_attempt_at"])]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["endpoint", "event_id"],
+                condition=Q(replay_of__isnull=True),
+                name="webhook_delivery_unique_event",
+            ),
+            models.CheckConstraint(
+                condition=Q(status__in=DeliveryStatus.values), name="delivery_status_valid"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.event} {self.event_id} -> endpoint {self.endpoint_id}"
+
+
+class WebhookAttempt(models.Model):
+    """One HTTP attempt of a delivery: what we sent when, and what came back."""
+
+    delivery = models.ForeignKey(WebhookDelivery, on_delete=models.CASCADE, related_name="attempt_log")
+    number = models.PositiveIntegerField()
+    at = models.DateTimeField()
+    status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    response = models.TextField(blank=True, default="")
+    error = models.CharField(max_length=300, blank=True, default="")
+    duration_ms = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["number"]
+        constraints = [
+            models.UniqueConstraint(fields=["delivery", "number"], name="webhook_attempt_unique_number")
+        ]
+
+    def __str__(self) -> str:
+        return f"attempt {self.number} of delivery {self.delivery_id}"

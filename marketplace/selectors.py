@@ -9,7 +9,22 @@ from __future__ import annotations
 from django.db.models import Count, QuerySet, Sum
 
 from .errors import NotFound
-from .models import Bid, BidStatus, Cluster, Gpu, GpuModel, Host, Membership, Offer, OfferStatus, Team, User
+from .models import (
+    ApiKey,
+    Bid,
+    BidStatus,
+    Cluster,
+    Gpu,
+    GpuModel,
+    Host,
+    Membership,
+    Offer,
+    OfferStatus,
+    Team,
+    User,
+    WebhookDelivery,
+    WebhookEndpoint,
+)
 
 
 def gpu_model_list() -> QuerySet[GpuModel]:
@@ -106,3 +121,53 @@ def market_summary() -> dict[str, object]:
         "supply": list(supply),
         "models": list(GpuModel.objects.annotate(n=Count("gpus")).values("name", "vendor", "memory_gb", "n")),
     }
+
+
+# --- API keys and webhooks ---------------------------------------------------------------------
+
+
+def api_key_list(*, team: Team) -> QuerySet[ApiKey]:
+    return ApiKey.objects.filter(team=team)
+
+
+def api_key_get(*, team: Team, key_id: int) -> ApiKey:
+    key = api_key_list(team=team).filter(pk=key_id).first()
+    if key is None:
+        raise NotFound(f"API key {key_id} not found")
+    return key
+
+
+def webhook_endpoint_list(*, team: Team) -> QuerySet[WebhookEndpoint]:
+    return WebhookEndpoint.objects.filter(team=team)
+
+
+def webhook_endpoint_get(*, team: Team, endpoint_id: int) -> WebhookEndpoint:
+    endpoint = webhook_endpoint_list(team=team).filter(pk=endpoint_id).first()
+    if endpoint is None:
+        raise NotFound(f"webhook endpoint {endpoint_id} not found")
+    return endpoint
+
+
+def webhook_delivery_list(*, team: Team, endpoint_id: int | None = None) -> QuerySet[WebhookDelivery]:
+    deliveries = WebhookDelivery.objects.filter(endpoint__team=team)
+    return deliveries if endpoint_id is None else deliveries.filter(endpoint_id=endpoint_id)
+
+
+def webhook_delivery_get(*, team: Team, delivery_id: int) -> WebhookDelivery:
+    delivery = webhook_delivery_list(team=team).prefetch_related("attempt_log").filter(pk=delivery_id).first()
+    if delivery is None:
+        raise NotFound(f"webhook delivery {delivery_id} not found")
+    return delivery
+
+
+def cluster_list_public() -> QuerySet[Cluster]:
+    """Every cluster with its public fields and GPU counts (no hosts, no UUIDs)."""
+    return Cluster.objects.select_related("team").order_by("team__slug", "name")
+
+
+def cluster_gpu_counts() -> dict[int, dict[str, int]]:
+    counts: dict[int, dict[str, int]] = {}
+    rows = Gpu.objects.values("host__cluster_id", "gpu_model__name").annotate(n=Count("id"))
+    for row in rows:
+        counts.setdefault(row["host__cluster_id"], {})[row["gpu_model__name"]] = row["n"]
+    return counts

@@ -7,15 +7,21 @@ None means a trusted caller whose rights were already checked (an API key's scop
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import json
+import secrets
+import time
 from collections.abc import Iterable
+from typing import Any
 
+import httpx
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 from django.utils.text import slugify
 
-from . import grid, receipts, rules
+from . import grid, receipts, rules, webhooks
 from .errors import (
     Conflict,
     FieldError,
@@ -26,19 +32,27 @@ from .errors import (
     PermissionDenied,
 )
 from .models import (
+    ApiKey,
     Bid,
     BidStatus,
     Cluster,
+    DeliveryStatus,
     Gpu,
     GpuModel,
     Host,
+    IdempotencyRecord,
     Interconnect,
     Membership,
     Offer,
     OfferStatus,
     Role,
+    Scope,
     Team,
     User,
+    WebhookAttempt,
+    WebhookDelivery,
+    WebhookEndpoint,
+    WebhookEvent,
 )
 from .specs import BidSpec, OfferSpec
 
@@ -57,6 +71,9 @@ def _require_role(*, team: Team, actor: User | None, roles: Iterable[str], actio
     if role not in roles:
         allowed = " or ".join(str(r) for r in roles)
         raise PermissionDenied(f"your role in {team.name} is {role}; {action} needs {allowed}")
+
+
+require_role = _require_role
 
 
 # --- Teams ------------------------------------------------------------------------------------
@@ -301,9 +318,15 @@ def offer_cancel(*, team: Team, actor: User | None, offer_id: int) -> Offer:
 # --- Bids -------------------------------------------------------------------------------------
 
 
-def bid_spec_errors(spec: BidSpec, *, now: dt.datetime, prefix: str = "") -> list[FieldError]:
-    """Every rule a bid breaks, with field paths under `prefix` (e.g. 'bids[3].')."""
-    known = set(GpuModel.objects.values_list("name", flat=True))
+def bid_spec_errors(
+    spec: BidSpec, *, now: dt.datetime, prefix: str = "", known: set[str] | None = None
+) -> list[FieldError]:
+    """Every rule a bid breaks, with field paths under `prefix` (e.g. 'bids[3].').
+
+    `known` is the catalogue's model names, when the caller checks many bids against one read.
+    """
+    if known is None:
+        known = set(GpuModel.objects.values_list("name", flat=True))
     max_gpus = int(settings.MAX_GPUS_PER_ORDER)
     max_hours = int(settings.MAX_HORIZON_DAYS) * 24
     p = prefix
@@ -370,11 +393,42 @@ def _check_open_bid_limit(team: Team, *, adding: int) -> None:
         )
 
 
-def _create_bid(
-    *, team: Team, actor: User | None, spec: BidSpec, idempotency_key: str, replaces: Bid | None = None
+def _exposure_cents(spec: BidSpec) -> int:
+    """The most a bid can commit its team to: limit x GPUs x hours, in cents."""
+    return spec.limit_cents_per_gpu_hour * spec.gpus * spec.duration_hours
+
+
+def _check_exposure(api_key: ApiKey | None, specs: list[BidSpec], *, excluding: Bid | None = None) -> None:
+    """Refuse bids that would take a key's open exposure past its cap (checked under the team lock)."""
+    if api_key is None or api_key.exposure_cap_cents is None:
+        return
+    open_bids = Bid.objects.filter(api_key=api_key, status=BidStatus.OPEN)
+    if excluding is not None:
+        open_bids = open_bids.exclude(pk=excluding.pk)
+    current = sum(
+        limit * gpus * hours
+        for limit, gpus, hours in open_bids.values_list("limit_cents_per_gpu_hour", "gpus", "duration_hours")
+    )
+    adding = sum(_exposure_cents(spec) for spec in specs)
+    cap = api_key.exposure_cap_cents
+    if current + adding > cap:
+        raise LimitExceeded(
+            f"this key's open bids commit {current} cents and these would add {adding}; the key's "
+            f"exposure cap is {cap} cents (sum of limit x gpus x duration_hours over open bids)",
+            code="exposure_cap_exceeded",
+        )
+
+
+def _new_bid(
+    *,
+    team: Team,
+    actor: User | None,
+    spec: BidSpec,
+    idempotency_key: str,
+    api_key: ApiKey | None,
+    replaces: Bid | None = None,
 ) -> Bid:
-    models = list(GpuModel.objects.filter(name__in=spec.gpu_models))
-    bid = Bid.objects.create(
+    return Bid(
         team=team,
         gpus=spec.gpus,
         min_gpus=spec.min_gpus,
@@ -387,13 +441,59 @@ def _create_bid(
         xor_group=spec.xor_group,
         idempotency_key=idempotency_key,
         placed_by=actor,
+        api_key=api_key,
         replaces=replaces,
         receipt_salt=receipts.new_salt(),
     )
-    bid.gpu_models.set(models)
-    bid.receipt = receipts.receipt_of(receipts.bid_receipt_document(bid, gpu_models=[m.name for m in models]))
-    bid.save(update_fields=["receipt"])
-    return bid
+
+
+def _create_bids(
+    *,
+    team: Team,
+    actor: User | None,
+    specs: list[BidSpec],
+    keys: list[str],
+    api_key: ApiKey | None = None,
+    replaces: Bid | None = None,
+) -> list[Bid]:
+    """Insert bids with their model lists and receipts in a fixed number of queries."""
+    by_name = {m.name: m for m in GpuModel.objects.filter(name__in={n for s in specs for n in s.gpu_models})}
+    bids = [
+        _new_bid(team=team, actor=actor, spec=spec, idempotency_key=key, api_key=api_key, replaces=replaces)
+        for spec, key in zip(specs, keys, strict=True)
+    ]
+    # The receipt commits to the bid's id, known only after the insert; the update that stores it
+    # is one statement for the whole batch.
+    Bid.objects.bulk_create(bids)
+    through = Bid.gpu_models.through
+    through.objects.bulk_create(
+        [
+            through(bid_id=bid.pk, gpumodel_id=by_name[name].pk)
+            for bid, spec in zip(bids, specs, strict=True)
+            for name in sorted(set(spec.gpu_models))
+        ]
+    )
+    for bid, spec in zip(bids, specs, strict=True):
+        bid.team = team
+        bid.receipt = receipts.receipt_of(
+            receipts.bid_receipt_document(bid, gpu_models=sorted(set(spec.gpu_models)))
+        )
+    Bid.objects.bulk_update(bids, ["receipt"], batch_size=1000)
+    return bids
+
+
+def _create_bid(
+    *,
+    team: Team,
+    actor: User | None,
+    spec: BidSpec,
+    idempotency_key: str,
+    api_key: ApiKey | None = None,
+    replaces: Bid | None = None,
+) -> Bid:
+    return _create_bids(
+        team=team, actor=actor, specs=[spec], keys=[idempotency_key], api_key=api_key, replaces=replaces
+    )[0]
 
 
 def _check_key(idempotency_key: str) -> None:
@@ -402,7 +502,9 @@ def _check_key(idempotency_key: str) -> None:
 
 
 @transaction.atomic
-def bid_place(*, team: Team, actor: User | None, spec: BidSpec, idempotency_key: str) -> Bid:
+def bid_place(
+    *, team: Team, actor: User | None, spec: BidSpec, idempotency_key: str, api_key: ApiKey | None = None
+) -> Bid:
     """Record a sealed bid; the same key with the same request returns the first bid."""
     _require_role(team=team, actor=actor, roles=TRADING_ROLES, action="placing bids")
     _check_key(idempotency_key)
@@ -414,7 +516,55 @@ def bid_place(*, team: Team, actor: User | None, spec: BidSpec, idempotency_key:
     if errors := bid_spec_errors(spec, now=timezone.now()):
         raise InvalidInput(errors)
     _check_open_bid_limit(team, adding=1)
-    return _create_bid(team=team, actor=actor, spec=spec, idempotency_key=idempotency_key)
+    _check_exposure(api_key, [spec])
+    return _create_bid(team=team, actor=actor, spec=spec, idempotency_key=idempotency_key, api_key=api_key)
+
+
+MAX_BATCH_BIDS = 1000
+
+
+@transaction.atomic
+def bid_place_batch(
+    *,
+    team: Team,
+    actor: User | None,
+    specs: list[BidSpec],
+    idempotency_key: str,
+    api_key: ApiKey | None = None,
+) -> list[Bid]:
+    """Record up to 1,000 bids at once: all of them, or none with every item's problems listed.
+
+    Each bid's own idempotency key is `{idempotency_key}#{index}`, so a retried batch finds its bids.
+    """
+    _require_role(team=team, actor=actor, roles=TRADING_ROLES, action="placing bids")
+    _check_key(idempotency_key)
+    if not specs:
+        raise InvalidInput.one("bids", "empty", "a batch needs at least one bid")
+    if len(specs) > MAX_BATCH_BIDS:
+        raise InvalidInput.one(
+            "bids", "too_many", f"a batch holds at most {MAX_BATCH_BIDS} bids, got {len(specs)}; split it"
+        )
+    keys = [f"{idempotency_key}#{i}" for i in range(len(specs))]
+    _lock_team_for_bids(team)
+    existing = {b.idempotency_key: b for b in Bid.objects.filter(team=team, idempotency_key__in=keys)}
+    if existing:
+        if len(existing) != len(specs) or any(
+            _bid_spec(existing[key]) != spec.canonical() for key, spec in zip(keys, specs, strict=True)
+        ):
+            raise IdempotencyConflict(idempotency_key)
+        return [existing[key] for key in keys]
+    now = timezone.now()
+    known = set(GpuModel.objects.values_list("name", flat=True))
+    errors = [
+        e
+        for i, spec in enumerate(specs)
+        for e in bid_spec_errors(spec, now=now, prefix=f"bids[{i}].", known=known)
+    ]
+    if errors:
+        raise InvalidInput(errors)
+    _check_open_bid_limit(team, adding=len(specs))
+    _check_exposure(api_key, specs)
+    return _create_bids(team=team, actor=actor, specs=specs, keys=keys, api_key=api_key)
 
 
 @transaction.atomic
@@ -436,7 +586,15 @@ def bid_cancel(*, team: Team, actor: User | None, bid_id: int) -> Bid:
 
 
 @transaction.atomic
-def bid_replace(*, team: Team, actor: User | None, bid_id: int, spec: BidSpec, idempotency_key: str) -> Bid:
+def bid_replace(
+    *,
+    team: Team,
+    actor: User | None,
+    bid_id: int,
+    spec: BidSpec,
+    idempotency_key: str,
+    api_key: ApiKey | None = None,
+) -> Bid:
     """Swap an open bid for a new one atomically: either the new bid stands or the old one does."""
     _require_role(team=team, actor=actor, roles=TRADING_ROLES, action="replacing bids")
     _check_key(idempotency_key)
@@ -452,12 +610,16 @@ def bid_replace(*, team: Team, actor: User | None, bid_id: int, spec: BidSpec, i
         raise Conflict(f"bid {bid_id} is {old.status} and can no longer be replaced", code="not_open")
     if errors := bid_spec_errors(spec, now=timezone.now()):
         raise InvalidInput(errors)
+    # The replaced bid's exposure leaves as the new one's arrives.
+    _check_exposure(api_key, [spec], excluding=old)
     changed = Bid.objects.filter(pk=old.pk, status=BidStatus.OPEN).update(
         status=BidStatus.REPLACED, cancelled_at=timezone.now()
     )
     if changed != 1:
         raise Conflict(f"bid {bid_id} changed while replacing it; try again", code="not_open")
-    return _create_bid(team=team, actor=actor, spec=spec, idempotency_key=idempotency_key, replaces=old)
+    return _create_bid(
+        team=team, actor=actor, spec=spec, idempotency_key=idempotency_key, api_key=api_key, replaces=old
+    )
 
 
 @transaction.atomic
@@ -476,3 +638,310 @@ def orders_expire(*, now: dt.datetime | None = None) -> dict[str, int]:
             duration_hours=hours, latest_end__lt=next_slot + dt.timedelta(hours=hours)
         ).update(status=BidStatus.EXPIRED)
     return {"offers": offers, "bids": bids}
+
+
+# --- API keys ---------------------------------------------------------------------------------
+
+KEY_ROLES = (Role.OWNER,)
+
+
+def api_key_hash(raw: str) -> str:
+    return hashlib.sha256(raw.encode()).hexdigest()
+
+
+@transaction.atomic
+def api_key_create(
+    *,
+    team: Team,
+    actor: User | None,
+    name: str,
+    scopes: Iterable[str],
+    expires_at: dt.datetime | None = None,
+    exposure_cap_cents: int | None = None,
+    rate_limit_per_minute: int | None = None,
+) -> tuple[ApiKey, str]:
+    """Create a key and return it with its secret, which is never stored and never shown again."""
+    _require_role(team=team, actor=actor, roles=KEY_ROLES, action="creating API keys")
+    scopes = sorted(set(scopes))
+    errors: list[FieldError] = []
+    name = (name or "").strip()
+    if not name or len(name) > 100:
+        errors.append(FieldError("name", "invalid", "a key needs a name of 1 to 100 characters"))
+    if not scopes:
+        errors.append(FieldError("scopes", "required", f"pick at least one of {', '.join(Scope.values)}"))
+    if unknown := [x for x in scopes if x not in Scope.values]:
+        errors.append(
+            FieldError(
+                "scopes", "unknown_scope", f"unknown scopes {unknown}; known: {', '.join(Scope.values)}"
+            )
+        )
+    if expires_at is not None and expires_at <= timezone.now():
+        errors.append(FieldError("expires_at", "in_past", "a key must expire in the future"))
+    if exposure_cap_cents is not None and (isinstance(exposure_cap_cents, bool) or exposure_cap_cents < 0):
+        errors.append(FieldError("exposure_cap_cents", "negative", "the exposure cap is 0 or more cents"))
+    if rate_limit_per_minute is not None and rate_limit_per_minute < 1:
+        errors.append(FieldError("rate_limit_per_minute", "too_small", "the rate limit is at least 1"))
+    if errors:
+        raise InvalidInput(errors)
+    prefix = secrets.token_hex(6)
+    raw = f"gx_{prefix}_{secrets.token_urlsafe(32)}"
+    key = ApiKey.objects.create(
+        team=team,
+        name=name,
+        prefix=prefix,
+        key_sha256=api_key_hash(raw),
+        scopes=scopes,
+        created_by=actor,
+        expires_at=expires_at,
+        exposure_cap_cents=exposure_cap_cents,
+        rate_limit_per_minute=rate_limit_per_minute,
+    )
+    return key, raw
+
+
+@transaction.atomic
+def api_key_revoke(*, team: Team, actor: User | None, key_id: int) -> ApiKey:
+    """Stop a key from working; revoking twice is a no-op."""
+    _require_role(team=team, actor=actor, roles=KEY_ROLES, action="revoking API keys")
+    key = ApiKey.objects.select_for_update().filter(team=team, pk=key_id).first()
+    if key is None:
+        raise NotFound(f"API key {key_id} not found")
+    if key.revoked_at is None:
+        key.revoked_at = timezone.now()
+        key.save(update_fields=["revoked_at"])
+    return key
+
+
+def api_key_touch(*, key: ApiKey, now: dt.datetime) -> None:
+    """Record use; at most once a minute per key, so hot keys do not write on every request."""
+    if key.last_used_at is None or now - key.last_used_at >= dt.timedelta(minutes=1):
+        ApiKey.objects.filter(pk=key.pk).update(last_used_at=now)
+        key.last_used_at = now
+
+
+# --- Webhooks ---------------------------------------------------------------------------------
+
+WEBHOOK_ROLES = (Role.OWNER, Role.TRADER)
+
+
+def _webhook_url_errors(url: str) -> list[FieldError]:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url or "")
+    if parts.scheme not in {"http", "https"} or not parts.netloc:
+        return [
+            FieldError("url", "invalid_url", "give an absolute http(s) URL, e.g. https://bot.example/hooks")
+        ]
+    if parts.scheme == "http" and not settings.WEBHOOKS_ALLOW_HTTP:
+        return [FieldError("url", "https_required", "webhook URLs must use https")]
+    return []
+
+
+@transaction.atomic
+def webhook_endpoint_create(
+    *, team: Team, actor: User | None, url: str, events: Iterable[str], description: str = ""
+) -> tuple[WebhookEndpoint, str]:
+    """Register an endpoint; returns it with its signing secret (shown once, stored encrypted)."""
+    _require_role(team=team, actor=actor, roles=WEBHOOK_ROLES, action="managing webhooks")
+    events = sorted(set(events))
+    errors = _webhook_url_errors(url)
+    if not events:
+        errors.append(FieldError("events", "required", f"pick events from {', '.join(WebhookEvent.values)}"))
+    if unknown := [e for e in events if e not in WebhookEvent.values]:
+        errors.append(
+            FieldError(
+                "events",
+                "unknown_event",
+                f"unknown events {unknown}; known: {', '.join(WebhookEvent.values)}",
+            )
+        )
+    if len(description) > 200:
+        errors.append(FieldError("description", "too_long", "a description is at most 200 characters"))
+    if errors:
+        raise InvalidInput(errors)
+    if WebhookEndpoint.objects.filter(team=team, active=True).count() >= int(settings.MAX_WEBHOOK_ENDPOINTS):
+        raise LimitExceeded(
+            f"a team has at most {settings.MAX_WEBHOOK_ENDPOINTS} active webhook endpoints; delete one first",
+            code="too_many_endpoints",
+        )
+    secret = webhooks.new_secret()
+    endpoint = WebhookEndpoint.objects.create(
+        team=team,
+        url=url,
+        events=events,
+        secret_encrypted=webhooks.encrypt_secret(secret),
+        description=description,
+    )
+    return endpoint, secret
+
+
+@transaction.atomic
+def webhook_endpoint_disable(*, team: Team, actor: User | None, endpoint_id: int) -> WebhookEndpoint:
+    _require_role(team=team, actor=actor, roles=WEBHOOK_ROLES, action="managing webhooks")
+    endpoint = WebhookEndpoint.objects.select_for_update().filter(team=team, pk=endpoint_id).first()
+    if endpoint is None:
+        raise NotFound(f"webhook endpoint {endpoint_id} not found")
+    if endpoint.active:
+        endpoint.active = False
+        endpoint.disabled_at = timezone.now()
+        endpoint.save(update_fields=["active", "disabled_at"])
+    return endpoint
+
+
+def _schedule_delivery(delivery_id: int) -> None:
+    from .tasks import webhook_deliver_task
+
+    transaction.on_commit(lambda: webhook_deliver_task.delay(delivery_id))
+
+
+@transaction.atomic
+def webhook_event_emit(
+    *, team: Team, event: str, event_id: str, data: dict[str, Any]
+) -> list[WebhookDelivery]:
+    """Queue one delivery of an event to each of the team's endpoints that asked for it.
+
+    `event_id` is derived from the cause (e.g. "round:7:bid:42"), so emitting twice delivers once.
+    """
+    body = json.dumps(
+        {"id": event_id, "type": event, "created": int(time.time()), "team": team.slug, "data": data},
+        sort_keys=True,
+        separators=(",", ":"),
+    )
+    created: list[WebhookDelivery] = []
+    for endpoint in WebhookEndpoint.objects.filter(team=team, active=True):
+        if event not in endpoint.events:
+            continue
+        delivery, new = WebhookDelivery.objects.get_or_create(
+            endpoint=endpoint,
+            event_id=event_id,
+            replay_of=None,
+            defaults={"event": event, "payload": body, "next_attempt_at": timezone.now()},
+        )
+        if new:
+            created.append(delivery)
+            _schedule_delivery(delivery.pk)
+    return created
+
+
+def _backoff_seconds(attempt: int) -> int:
+    """Seconds before retry number `attempt` (1-based): exponential from the base, capped."""
+    base = int(settings.WEBHOOK_RETRY_BASE_SECONDS)
+    return int(min(base * 2 ** (attempt - 1), int(settings.WEBHOOK_RETRY_MAX_SECONDS)))
+
+
+def webhook_attempt(*, delivery_id: int, now: dt.datetime | None = None) -> WebhookDelivery | None:
+    """Send one pending delivery once, if it is due; record the attempt and schedule what follows.
+
+    Returns the delivery after the attempt, or None when it was not due (already delivered, given
+    up, or claimed by another worker). The HTTP call happens outside any transaction.
+    """
+    now = now or timezone.now()
+    # Claim: push next_attempt_at past the request timeout, so a second worker skips it.
+    claim_until = now + dt.timedelta(seconds=int(settings.WEBHOOK_TIMEOUT_SECONDS) + 30)
+    claimed = WebhookDelivery.objects.filter(
+        Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now),
+        pk=delivery_id,
+        status=DeliveryStatus.PENDING,
+    ).update(next_attempt_at=claim_until)
+    if claimed != 1:
+        return None
+    delivery = WebhookDelivery.objects.select_related("endpoint").get(pk=delivery_id)
+    body = delivery.payload.encode()
+    headers = {
+        "Content-Type": "application/json",
+        "User-Agent": "Gridx-Webhooks/1",
+        "Gridx-Event": delivery.event,
+        "Gridx-Delivery": str(delivery.pk),
+        webhooks.SIGNATURE_HEADER: webhooks.sign(
+            webhooks.decrypt_secret(delivery.endpoint.secret_encrypted), body
+        ),
+    }
+    status_code: int | None = None
+    response = ""
+    error = ""
+    started = time.monotonic()
+    try:
+        reply = httpx.post(
+            delivery.endpoint.url,
+            content=body,
+            headers=headers,
+            timeout=float(settings.WEBHOOK_TIMEOUT_SECONDS),
+            follow_redirects=False,
+        )
+        status_code = reply.status_code
+        response = reply.text[:2000]
+    except httpx.HTTPError as exc:
+        error = f"{type(exc).__name__}: {exc}"[:300]
+    elapsed_ms = int((time.monotonic() - started) * 1000)
+    ok = status_code is not None and 200 <= status_code < 300
+    with transaction.atomic():
+        delivery = WebhookDelivery.objects.select_for_update().get(pk=delivery_id)
+        delivery.attempts += 1
+        WebhookAttempt.objects.create(
+            delivery=delivery,
+            number=delivery.attempts,
+            at=now,
+            status_code=status_code,
+            response=response,
+            error=error,
+            duration_ms=elapsed_ms,
+        )
+        delivery.last_status_code = status_code
+        delivery.last_response = response
+        delivery.last_error = error
+        if ok:
+            delivery.status = DeliveryStatus.DELIVERED
+            delivery.delivered_at = timezone.now()
+            delivery.next_attempt_at = None
+        elif delivery.attempts >= int(settings.WEBHOOK_MAX_ATTEMPTS):
+            delivery.status = DeliveryStatus.FAILED
+            delivery.next_attempt_at = None
+        else:
+            delivery.next_attempt_at = now + dt.timedelta(seconds=_backoff_seconds(delivery.attempts))
+        delivery.save()
+    return delivery
+
+
+def webhook_deliveries_due(*, now: dt.datetime | None = None) -> list[int]:
+    """Pending deliveries whose next attempt is due (the sweep behind lost retries)."""
+    now = now or timezone.now()
+    return list(
+        WebhookDelivery.objects.filter(status=DeliveryStatus.PENDING, next_attempt_at__lte=now)
+        .order_by("next_attempt_at")
+        .values_list("pk", flat=True)[:500]
+    )
+
+
+@transaction.atomic
+def webhook_delivery_replay(*, team: Team, actor: User | None, delivery_id: int) -> WebhookDelivery:
+    """Send a past delivery again, as a new delivery with the same event id and body."""
+    _require_role(team=team, actor=actor, roles=WEBHOOK_ROLES, action="replaying webhooks")
+    original = (
+        WebhookDelivery.objects.filter(endpoint__team=team, pk=delivery_id).select_related("endpoint").first()
+    )
+    if original is None:
+        raise NotFound(f"webhook delivery {delivery_id} not found")
+    if not original.endpoint.active:
+        raise Conflict(
+            f"endpoint {original.endpoint_id} is disabled; enable or recreate it first", code="disabled"
+        )
+    replay = WebhookDelivery.objects.create(
+        endpoint=original.endpoint,
+        event=original.event,
+        event_id=original.event_id,
+        payload=original.payload,
+        replay_of=original.replay_of or original,
+        next_attempt_at=timezone.now(),
+    )
+    _schedule_delivery(replay.pk)
+    return replay
+
+
+# --- Idempotent responses ---------------------------------------------------------------------
+
+
+def idempotency_prune(*, now: dt.datetime | None = None) -> int:
+    """Forget stored responses older than IDEMPOTENCY_TTL_HOURS."""
+    cutoff = (now or timezone.now()) - dt.timedelta(hours=int(settings.IDEMPOTENCY_TTL_HOURS))
+    deleted, _ = IdempotencyRecord.objects.filter(created_at__lt=cutoff).delete()
+    return deleted

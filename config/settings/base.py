@@ -51,6 +51,8 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     "marketplace",
     "auctions",
     "metering",
@@ -198,11 +200,6 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
         "schedule": float(ROUND_TICK_SECONDS) if ROUND_TICK_SECONDS else 60.0,
     },
     "orders-expire": {"task": "marketplace.tasks.orders_expire_task", "schedule": 300.0},
-}
-
-REST_FRAMEWORK = {
-    "DEFAULT_AUTHENTICATION_CLASSES": ["rest_framework.authentication.SessionAuthentication"],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
 }
 
 LOGGING = {

@@ -92,6 +92,7 @@ def test_clearing_turns_awards_into_leases_with_specific_gpus_and_outcomes(live_
     assert set(Notification.objects.filter(team=beta.team).values_list("event", flat=True)) == {
         "bid.won",
         "bid.lost",
+        "round.cleared",
     }
 
 

@@ -1,0 +1,213 @@
+"""Who is calling the API, for which team, with which rights, and how often.
+
+Bots authenticate with `Authorization: Bearer gx_<prefix>_<secret>`; the web UI's own calls use the
+session (with CSRF) and name their team in a `Gridx-Team` header when the user has several. A
+session's scopes follow the user's role in that team.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hmac
+import time
+from typing import Any
+
+from django.conf import settings
+from django.core.cache import cache
+from django.utils import timezone
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
+from rest_framework import authentication, exceptions, permissions, throttling
+from rest_framework.request import Request
+
+from . import services
+from .errors import InvalidInput, NotFound
+from .models import ApiKey, Membership, Role, Scope, Team, User
+
+ROLE_SCOPES: dict[str, frozenset[str]] = {
+    Role.OWNER: frozenset(Scope.values),
+    Role.TRADER: frozenset(
+        {Scope.MARKET_READ, Scope.BIDS_WRITE, Scope.OFFERS_WRITE, Scope.INVENTORY_WRITE, Scope.WEBHOOKS_WRITE}
+    ),
+    Role.VIEWER: frozenset({Scope.MARKET_READ}),
+    Role.BILLING: frozenset({Scope.MARKET_READ, Scope.BILLING_READ}),
+}
+TEAM_HEADER = "Gridx-Team"
+
+
+class ApiKeyAuthentication(authentication.BaseAuthentication):
+    """`Authorization: Bearer gx_…`: the request's user is the key's creator, `request.auth` the key."""
+
+    keyword = "Bearer"
+
+    def authenticate(self, request: Request) -> tuple[Any, ApiKey] | None:
+        header = request.headers.get("Authorization", "")
+        scheme, _, raw = header.partition(" ")
+        if scheme != self.keyword:
+            return None
+        raw = raw.strip()
+        parts = raw.split("_", 2)
+        if len(parts) != 3 or parts[0] != "gx" or not parts[1]:
+            raise exceptions.AuthenticationFailed(
+                "malformed API key: expected 'Bearer gx_<prefix>_<secret>'", code="bad_api_key"
+            )
+        key = ApiKey.objects.select_related("team").filter(prefix=parts[1]).first()
+        if key is None or not hmac.compare_digest(key.key_sha256, services.api_key_hash(raw)):
+            raise exceptions.AuthenticationFailed("unknown API key", code="bad_api_key")
+        now = timezone.now()
+        if key.revoked_at is not None:
+            raise exceptions.AuthenticationFailed(
+                f"API key {key.prefix} was revoked at {key.revoked_at:%Y-%m-%dT%H:%M:%SZ}", code="key_revoked"
+            )
+        if key.expires_at is not None and key.expires_at <= now:
+            raise exceptions.AuthenticationFailed(
+                f"API key {key.prefix} expired at {key.expires_at:%Y-%m-%dT%H:%M:%SZ}", code="key_expired"
+            )
+        services.api_key_touch(key=key, now=now)
+        return (KeyUser(key), key)
+
+    def authenticate_header(self, request: Request) -> str:
+        return 'Bearer realm="gridx"'
+
+
+class KeyUser:
+    """The principal of a key-authenticated request: authenticated, no session, not staff."""
+
+    is_authenticated = True
+    is_anonymous = False
+    is_staff = False
+    is_active = True
+    pk = None
+    id = None
+
+    def __init__(self, key: ApiKey) -> None:
+        self.key = key
+
+    def __str__(self) -> str:
+        return f"API key {self.key.prefix}"
+
+
+class ApiKeyScheme(OpenApiAuthenticationExtension):  # type: ignore[no-untyped-call]
+    """The key scheme as drf-spectacular documents it."""
+
+    target_class = "marketplace.api_auth.ApiKeyAuthentication"
+    name = "ApiKey"
+
+    def get_security_definition(self, auto_schema: Any) -> dict[str, str]:
+        return {
+            "type": "http",
+            "scheme": "bearer",
+            "bearerFormat": "gx_<prefix>_<secret>",
+            "description": "A team API key; its scopes decide what it may do.",
+        }
+
+
+def acting_team(request: Request) -> Team:
+    """The team a request acts for: the key's, or the session user's chosen team."""
+    cached = getattr(request, "_gridx_team", None)
+    if cached is not None:
+        return cached  # type: ignore[no-any-return]
+    if isinstance(request.auth, ApiKey):
+        team = request.auth.team
+    else:
+        user = request.user
+        if not isinstance(user, User):
+            raise exceptions.NotAuthenticated()
+        slug = request.headers.get(TEAM_HEADER, "").strip()
+        memberships = Membership.objects.filter(user=user).select_related("team")
+        if slug:
+            membership = memberships.filter(team__slug=slug).first()
+            if membership is None:
+                raise NotFound(f"team {slug!r} not found")
+        else:
+            found = list(memberships[:2])
+            if not found:
+                raise NotFound("you belong to no team")
+            if len(found) > 1:
+                raise InvalidInput.one(
+                    TEAM_HEADER,
+                    "team_required",
+                    f"you belong to several teams; name one in the {TEAM_HEADER} header",
+                )
+            membership = found[0]
+        team = membership.team
+        request._gridx_role = membership.role  # type: ignore[attr-defined]
+    request._gridx_team = team  # type: ignore[attr-defined]
+    return team
+
+
+def request_scopes(request: Request) -> frozenset[str]:
+    if isinstance(request.auth, ApiKey):
+        return frozenset(request.auth.scopes)
+    acting_team(request)
+    return ROLE_SCOPES.get(getattr(request, "_gridx_role", ""), frozenset())
+
+
+def request_key(request: Request) -> ApiKey | None:
+    return request.auth if isinstance(request.auth, ApiKey) else None
+
+
+def request_actor(request: Request) -> User | None:
+    """The user whose role the services check; None for a key, whose scopes were checked here."""
+    return request.user if isinstance(request.user, User) else None
+
+
+def HasScope(scope: str) -> type[permissions.BasePermission]:  # noqa: N802 - reads as a class
+    """A permission class allowing an authenticated caller holding `scope` for its team."""
+
+    class _HasScope(permissions.BasePermission):
+        def has_permission(self, request: Request, view: Any) -> bool:
+            if not (request.user and request.user.is_authenticated):
+                raise exceptions.NotAuthenticated()
+            if scope not in request_scopes(request):
+                how = (
+                    "this API key lacks"
+                    if isinstance(request.auth, ApiKey)
+                    else "your role in the team lacks"
+                )
+                raise exceptions.PermissionDenied(f"{how} the scope {scope!r}", code="missing_scope")
+            return True
+
+    _HasScope.__name__ = _HasScope.__qualname__ = f"HasScope[{scope}]"
+    _HasScope.scope = scope  # type: ignore[attr-defined]
+    return _HasScope
+
+
+class KeyRateThrottle(throttling.BaseThrottle):
+    """Fixed one-minute windows per API key (or per session user, or per address) in the cache.
+
+    The counter lives in Redis in production, so every web process shares it.
+    """
+
+    def __init__(self) -> None:
+        self._wait = 0.0
+
+    def _identity(self, request: Request) -> tuple[str, int]:
+        limit = int(settings.API_RATE_LIMIT_PER_MINUTE)
+        if isinstance(request.auth, ApiKey):
+            return f"key:{request.auth.pk}", request.auth.rate_limit_per_minute or limit
+        if isinstance(request.user, User):
+            return f"user:{request.user.pk}", limit
+        return f"addr:{request.META.get('REMOTE_ADDR', '')}", max(limit // 4, 1)
+
+    def allow_request(self, request: Request, view: Any) -> bool:
+        identity, limit = self._identity(request)
+        now = time.time()
+        window = int(now // 60)
+        key = f"gridx:rl:{identity}:{window}"
+        cache.add(key, 0, timeout=120)
+        try:
+            count = cache.incr(key)
+        except ValueError:  # evicted between add and incr: start the window again
+            cache.set(key, 1, timeout=120)
+            count = 1
+        if count > limit:
+            self._wait = (window + 1) * 60 - now
+            return False
+        return True
+
+    def wait(self) -> float:
+        return max(self._wait, 1.0)
+
+
+def expires_in(days: int | None) -> dt.datetime | None:
+    return None if days is None else timezone.now() + dt.timedelta(days=days)

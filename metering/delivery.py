@@ -54,7 +54,13 @@ def spans(rows: Iterable[ReportRow]) -> list[Span]:
     """Place one GPU's reports on the timeline, undoing each chain's wall-clock steps."""
     out: list[Span] = []
     offset: dict[int, int] = {}
+    seen: set[tuple[int, int, int]] = set()
     for row in sorted(rows, key=lambda r: (r.chain, r.seq, r.position)):
+        # (chain, seq, position) names one report; the database stores each once, and a copy
+        # must not apply its clock step twice.
+        if (row.chain, row.seq, row.position) in seen:
+            continue
+        seen.add((row.chain, row.seq, row.position))
         offset[row.chain] = offset.get(row.chain, 0) + row.clock_step_ms
         start = row.start_ms - offset[row.chain]
         out.append(Span(start, start + row.monotonic_ms, row.ok, row))

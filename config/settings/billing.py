@@ -2,7 +2,34 @@
 
 from __future__ import annotations
 
+import os
+
 from .env import env_bool, env_int  # noqa: F401
 
+# Statements: a UTC day is stated this many seconds after it ends, so late metering can arrive.
+BILLING_GRACE_SECONDS = env_int("BILLING_GRACE_SECONDS", 3600, minimum=0)
+# Days back that later evidence is still looked for (and turned into adjustment statements).
+BILLING_ADJUSTMENT_DAYS = env_int("BILLING_ADJUSTMENT_DAYS", 7)
+# Below this share of leased GPU-seconds delivered (basis points; 9900 = 99%) the buyer is credited.
+BILLING_SLA_BPS = env_int("BILLING_SLA_BPS", 9900, minimum=0)
+# The SLA credit as a multiple of the undelivered value, in basis points (10000 = 1x).
+BILLING_SLA_CREDIT_MULTIPLE_BPS = env_int("BILLING_SLA_CREDIT_MULTIPLE_BPS", 10000, minimum=0)
+# The platform's fee on each charge, in basis points (1000 = 10%).
+BILLING_FEE_BPS = env_int("BILLING_FEE_BPS", 1000, minimum=0)
+# Invoices cover one UTC day ("daily") or one ISO week starting Monday ("weekly").
+BILLING_PERIOD = os.environ.get("BILLING_PERIOD", "daily")
+if BILLING_PERIOD not in {"daily", "weekly"}:
+    raise ValueError(f"BILLING_PERIOD={BILLING_PERIOD!r} must be 'daily' or 'weekly'")
+# A team whose payment has been failing this many days cannot place new bids until it pays.
+BILLING_SUSPEND_AFTER_DAYS = env_int("BILLING_SUSPEND_AFTER_DAYS", 3, minimum=0)
+# Console credits and refunds above this amount need a second staff member's approval.
+BILLING_APPROVAL_THRESHOLD_CENTS = env_int("BILLING_APPROVAL_THRESHOLD_CENTS", 50_000, minimum=0)
+# Stripe's address; empty means real Stripe. The demo and tests point it at the local stand-in.
+STRIPE_API_BASE = os.environ.get("STRIPE_API_BASE", "")
+# Webhook signatures older than this are refused (Stripe's own default).
+STRIPE_WEBHOOK_TOLERANCE_SECONDS = env_int("STRIPE_WEBHOOK_TOLERANCE_SECONDS", 300)
+
 # Beat entries of this part, merged into CELERY_BEAT_SCHEDULE by base.py.
-BILLING_BEAT_SCHEDULE: dict[str, dict[str, object]] = {}
+BILLING_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
+    "billing-statements": {"task": "billing.tasks.statements_build_task", "schedule": 300.0},
+}

@@ -19,10 +19,10 @@ def next_slot(hours: int = 0) -> dt.datetime:
 class UserFactory(factory.django.DjangoModelFactory):
     class Meta:
         model = User
-        skip_postgeneration_save = True
 
     email = factory.Sequence(lambda n: f"user{n}@example.test")
-    password = factory.PostGenerationMethodCall("set_password", "pw")
+    # Hashed before the insert, so the stored hash is the one a session is bound to.
+    password = factory.django.Password("pw")
 
 
 class TeamFactory(factory.django.DjangoModelFactory):

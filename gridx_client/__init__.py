@@ -1,0 +1,72 @@
+"""A typed client of the Gridx API for bidding bots: `GridxClient(base_url, api_key)`.
+
+Pure httpx; no Django. See docs/api.md ("Client") and examples/bot.py.
+"""
+
+from .client import GridxClient
+from .errors import (
+    AuthenticationError,
+    BadRequest,
+    Conflict,
+    FieldProblem,
+    GridxError,
+    IdempotencyConflict,
+    NotFound,
+    PermissionDenied,
+    RateLimited,
+    ServerError,
+    TransportError,
+    ValidationError,
+)
+from .types import (
+    ApiKeyInfo,
+    Bid,
+    BidOutcome,
+    BidRequest,
+    Cluster,
+    GpuModel,
+    KillResult,
+    Lease,
+    Offer,
+    OfferRequest,
+    PlacedBatch,
+    PlacedBid,
+    Preview,
+    PricePoint,
+    Round,
+    WebhookDelivery,
+    WebhookEndpoint,
+)
+
+__all__ = [
+    "ApiKeyInfo",
+    "AuthenticationError",
+    "BadRequest",
+    "Bid",
+    "BidOutcome",
+    "BidRequest",
+    "Cluster",
+    "Conflict",
+    "FieldProblem",
+    "GpuModel",
+    "GridxClient",
+    "GridxError",
+    "IdempotencyConflict",
+    "KillResult",
+    "Lease",
+    "NotFound",
+    "Offer",
+    "OfferRequest",
+    "PermissionDenied",
+    "PlacedBatch",
+    "PlacedBid",
+    "Preview",
+    "PricePoint",
+    "RateLimited",
+    "Round",
+    "ServerError",
+    "TransportError",
+    "ValidationError",
+    "WebhookDelivery",
+    "WebhookEndpoint",
+]

@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: demo test install install-dev services lint typecheck migrations-check pytest bench clean
+.PHONY: demo test install install-dev services lint typecheck migrations-check pytest bench bench-metering clean
 
 $(UV):
 	$(PYTHON) -m venv .tools/uv
@@ -42,6 +42,12 @@ test: install-dev services lint typecheck migrations-check pytest
 
 bench: install
 	$(BIN)/gridx bench
+
+# Report ingestion into PostgreSQL through the reports endpoint (a throwaway database), then the
+# agent's own CPU for 8 GPUs (one simulated hour in a minute).
+bench-metering: install services
+	DJANGO_SETTINGS_MODULE=config.settings.test GRIDX_TEST_DB=bench_metering $(BIN)/python manage.py metering_bench
+	$(BIN)/gridx-agent bench-cpu --gpus 8 --seconds 60 --time-scale 60
 
 clean:
 	rm -rf $(VENV) .tools .pytest_cache .mypy_cache .ruff_cache

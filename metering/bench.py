@@ -25,10 +25,10 @@ from marketplace.models import Cluster, Gpu, GpuModel, Host, Team
 from metering import services
 from metering.agent.protocol import (
     ENROLL_PATH,
-    Envelope,
     GENESIS_HASH,
     REPORTS_PATH,
     EnrollRequest,
+    Envelope,
     GpuInfo,
     IntervalReport,
     envelope_body,

@@ -144,7 +144,9 @@ def model_list_errors(field: str, names: Iterable[str], known: set[str]) -> list
         if name not in known:
             errors.append(
                 FieldError(
-                    f"{field}[{i}]", "unknown_model", f"unknown GPU model {name!r}; see /api/v1/gpu-models"
+                    f"{field}[{i}]",
+                    "unknown_model",
+                    f"unknown GPU model {name!r}; see /api/v1/market/gpu-models",
                 )
             )
     return errors

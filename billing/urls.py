@@ -1,5 +1,9 @@
-"""URL routes: billing.urls."""
+"""URL routes: billing.urls (under /billing/)."""
 
-from django.urls import URLPattern, URLResolver
+from django.urls import URLPattern, URLResolver, path
 
-urlpatterns: list[URLPattern | URLResolver] = []
+from . import views
+
+urlpatterns: list[URLPattern | URLResolver] = [
+    path("stripe/webhook", views.stripe_webhook, name="billing-stripe-webhook"),
+]

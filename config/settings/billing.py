@@ -32,4 +32,7 @@ STRIPE_WEBHOOK_TOLERANCE_SECONDS = env_int("STRIPE_WEBHOOK_TOLERANCE_SECONDS", 3
 # Beat entries of this part, merged into CELERY_BEAT_SCHEDULE by base.py.
 BILLING_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
     "billing-statements": {"task": "billing.tasks.statements_build_task", "schedule": 300.0},
+    "billing-invoices": {"task": "billing.tasks.invoices_run_task", "schedule": 300.0},
+    "billing-payouts": {"task": "billing.tasks.payouts_run_task", "schedule": 300.0},
+    "billing-events": {"task": "billing.tasks.events_sweep_task", "schedule": 120.0},
 }

@@ -129,3 +129,48 @@ def deliver(gpus: list[Gpu], start: dt.datetime, end: dt.datetime, *, healthy: b
                 samples=60,
             )
             t, position = t + step, position + 1
+
+
+# --- The Stripe stand-in, with the real `stripe` library pointed at it ---------------------------
+
+import json as _json  # noqa: E402
+import urllib.request  # noqa: E402
+
+from billing import stripe_gateway  # noqa: E402
+from billing.stripe_standin import StandIn  # noqa: E402
+
+WEBHOOK_SECRET = "whsec_test_billing_0123456789"
+
+
+class Stripe:
+    """A running stand-in, the webhooks it signed (in order), and helpers that act as a person."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[bytes, str]] = []
+        self.server = StandIn(
+            webhook_secret=WEBHOOK_SECRET, sink=lambda body, sig: self.sent.append((body, sig))
+        )
+
+    def objects(self, kind: str) -> list[dict]:
+        return [o for o in self.server.state.objects.values() if o["object"] == kind]
+
+    def act(self, url: str, **params: str) -> dict:
+        data = "&".join(f"{k}={v}" for k, v in params.items()).encode()
+        with urllib.request.urlopen(urllib.request.Request(url, data=data)) as answer:
+            return _json.loads(answer.read())
+
+    def events(self, type_: str) -> list[dict]:
+        return [e for e in (_json.loads(b) for b, _ in self.sent) if e["type"] == type_]
+
+
+@pytest.fixture
+def stripe_standin(settings):
+    settings.STRIPE_WEBHOOK_SECRET = WEBHOOK_SECRET
+    stripe = Stripe()
+    stripe.server.start()
+    stripe_gateway.install(
+        stripe_gateway.StripeGateway(api_key="sk_test_billing", api_base=stripe.server.url)
+    )
+    yield stripe
+    stripe_gateway.install(None)
+    stripe.server.stop()

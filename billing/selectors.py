@@ -1,0 +1,21 @@
+"""Billing reads, including the check that the marketplace asks before a team places a bid."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from django.conf import settings
+from django.utils import timezone
+
+from marketplace.models import Team
+
+from .models import BillingStanding
+
+
+def team_may_bid(team: Team, *, now: dt.datetime | None = None) -> bool:
+    """False once a team has failed to pay for BILLING_SUSPEND_AFTER_DAYS days; True again once it pays."""
+    failing_since = BillingStanding.objects.filter(team=team).values_list("failing_since", flat=True).first()
+    if failing_since is None:
+        return True
+    now = now or timezone.now()
+    return now - failing_since < dt.timedelta(days=settings.BILLING_SUSPEND_AFTER_DAYS)

@@ -90,15 +90,18 @@ def shared_world(django_db_setup, django_db_blocker):
 
     from tests.conftest import _side
 
-    with django_db_blocker.unblock(), override_settings(WEBHOOKS_ALLOW_HTTP=True):
-        with time_machine.travel(T0, tick=False) as traveller:
-            outer = transaction.atomic()
-            outer.__enter__()
-            try:
-                yield build_world(_side("Acme"), _side("Beta"), traveller)
-            finally:
-                transaction.set_rollback(True)
-                outer.__exit__(None, None, None)
+    with (
+        django_db_blocker.unblock(),
+        override_settings(WEBHOOKS_ALLOW_HTTP=True),
+        time_machine.travel(T0, tick=False) as traveller,
+    ):
+        outer = transaction.atomic()
+        outer.__enter__()
+        try:
+            yield build_world(_side("Acme"), _side("Beta"), traveller)
+        finally:
+            transaction.set_rollback(True)
+            outer.__exit__(None, None, None)
 
 
 def build_world(acme, beta, clock) -> World:

@@ -79,6 +79,14 @@ def main(argv: list[str]) -> int:
             "-s",
             str(var / "celerybeat-schedule"),
         ],
+        # Simulated gridx-agents (fake backend) on the demo sellers' hosts: leases get delivered seconds.
+        "agents": [
+            sys.executable,
+            str(BASE_DIR / "manage.py"),
+            "metering_demo_agents",
+            "--server",
+            f"http://{args.host}:{args.port}",
+        ],
     }
     children: dict[str, subprocess.Popen[bytes]] = {}
     for name, cmd in commands.items():

@@ -7,6 +7,7 @@ Amounts cross this boundary as integer cents, which is also Stripe's unit for US
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -226,10 +227,12 @@ class StripeGateway:
 def construct_event(payload: bytes, signature: str, *, secret: str, tolerance: int) -> dict[str, Any]:
     """Verify a webhook (signature over `t.body`, age within `tolerance` s) and parse its event."""
     try:
-        event = stripe.Webhook.construct_event(payload, signature, secret, tolerance=tolerance)
+        stripe.Webhook.construct_event(payload, signature, secret, tolerance=tolerance)
+        # Stored as Stripe sent it: the library's objects turn numbers into Decimals.
+        event: dict[str, Any] = json.loads(payload)
     except (stripe.SignatureVerificationError, ValueError) as exc:
         raise SignatureError(str(exc)) from exc
-    return _plain(event)
+    return event
 
 
 _override: StripeGateway | None = None

@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
 
 from billing import services
 from billing.ledger import ledger_violations
@@ -162,3 +164,21 @@ def test_a_seller_without_onboarding_is_held_and_paid_once_onboarded(stripe_stan
     assert set(Payout.objects.values_list("status", flat=True)) == {PayoutStatus.SENT}
     for seller in stated.sellers:
         assert balance(seller, AccountKind.PAYABLE) == 0
+
+
+def test_reconcile_agrees_after_a_clean_cycle_and_reports_a_transfer_stripe_does_not_match(
+    stripe_standin, stated, capsys
+):
+    ready(stripe_standin, stated)
+    [invoice_id] = services.invoices_open_due(now=AFTER_GRACE)
+    services.invoice_advance(invoice_id=invoice_id)
+    services.payouts_run()
+    call_command("billing_reconcile")
+    assert "agree" in capsys.readouterr().out
+    payout = Payout.objects.first()
+    stripe_standin.server.state.objects[payout.stripe_transfer_id]["amount"] += 1
+    with pytest.raises(CommandError) as excinfo:
+        call_command("billing_reconcile")
+    assert excinfo.value.returncode == 1
+    assert f"payout {payout.pk}: transfer of" in capsys.readouterr().err
+    assert Payout.objects.get(pk=payout.pk).amount_cents == payout.amount_cents

@@ -36,7 +36,7 @@ ACCOUNT_RULES: dict[str, tuple[str, bool]] = {
     AccountKind.CLEARING: (Normal.DEBIT, True),
     AccountKind.CREDITS: (Normal.DEBIT, False),
 }
-TEAM_KINDS = {AccountKind.RECEIVABLE, AccountKind.PAYABLE}
+TEAM_KINDS = (AccountKind.PAYABLE, AccountKind.RECEIVABLE)  # a tuple: migrations need a stable order
 
 
 class Account(models.Model):

@@ -39,6 +39,10 @@ def main(argv: list[str]) -> int:
     env.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.base")
     env.setdefault("ROUND_INTERVAL_MINUTES", "2")
     env["PYTHONUNBUFFERED"] = "1"
+    if not env.get("STRIPE_API_KEY"):
+        # No Stripe key: billing talks to the local stand-in (billing/stripe_standin), never to Stripe.
+        env.setdefault("STRIPE_API_BASE", "http://127.0.0.1:12111")
+        env.setdefault("STRIPE_WEBHOOK_SECRET", "whsec_demo_standin_only")
     (BASE_DIR / "var").mkdir(exist_ok=True)
     if not args.no_setup:
         _setup(env)
@@ -88,6 +92,19 @@ def main(argv: list[str]) -> int:
             f"http://{args.host}:{args.port}",
         ],
     }
+    if env.get("STRIPE_API_BASE", "").startswith("http://127.0.0.1:"):
+        commands["stripe"] = [
+            sys.executable,
+            "-m",
+            "billing.stripe_standin",
+            "--port",
+            env["STRIPE_API_BASE"].rsplit(":", 1)[1],
+            "--webhook-url",
+            f"http://{args.host}:{args.port}/billing/stripe/webhook",
+            "--webhook-secret",
+            env["STRIPE_WEBHOOK_SECRET"],
+            "--demo",
+        ]
     children: dict[str, subprocess.Popen[bytes]] = {}
     for name, cmd in commands.items():
         children[name] = subprocess.Popen(cmd, env=env, cwd=BASE_DIR, start_new_session=True)  # noqa: S603

@@ -133,8 +133,12 @@ class StandIn:
         webhook_url: str = "",
         webhook_secret: str = "",
         sink: Sink | None = None,
+        demo: bool = False,
     ) -> None:
         self.state = State()
+        # Demo mode plays every person at once: customers come with a working card and accounts
+        # are onboarded, so money flows without anyone clicking through Checkout or onboarding.
+        self.demo = demo
         self.webhook_url = webhook_url
         self.webhook_secret = webhook_secret
         self.sink = sink
@@ -279,7 +283,7 @@ class StandIn:
                 )
 
     def _customer_create(self, p: Json) -> Json:
-        return self.state.new(
+        customer = self.state.new(
             "customer",
             "cus",
             name=p.get("name"),
@@ -288,6 +292,10 @@ class StandIn:
             balance=0,
             invoice_settings={"default_payment_method": None, "custom_fields": None, "footer": None},
         )
+        if self.demo:
+            pm = self.state.new("payment_method", "pm", type="card", customer=customer["id"])
+            customer["invoice_settings"]["default_payment_method"] = pm["id"]
+        return customer
 
     def _checkout_create(self, p: Json) -> Json:
         self._need(p, "mode", "customer", "success_url")
@@ -473,7 +481,7 @@ class StandIn:
         return invoice
 
     def _account_create(self, p: Json) -> Json:
-        return self.state.new(
+        account = self.state.new(
             "account",
             "acct",
             type=p.get("type", "express"),
@@ -484,6 +492,10 @@ class StandIn:
             payouts_enabled=False,
             charges_enabled=False,
         )
+        if self.demo:
+            account.update(details_submitted=True, payouts_enabled=True, charges_enabled=True)
+            self.emit("account.updated", account)
+        return account
 
     def _account_link(self, p: Json) -> Json:
         self._need(p, "account", "refresh_url", "return_url", "type")
@@ -655,9 +667,14 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--port", type=int, default=12111)
     parser.add_argument("--webhook-url", default=os.environ.get("STRIPE_STANDIN_WEBHOOK_URL", ""))
     parser.add_argument("--webhook-secret", default=os.environ.get("STRIPE_WEBHOOK_SECRET", ""))
+    parser.add_argument("--demo", action="store_true", help="cards saved and accounts onboarded at once")
     args = parser.parse_args(argv)
     standin = StandIn(
-        host=args.host, port=args.port, webhook_url=args.webhook_url, webhook_secret=args.webhook_secret
+        host=args.host,
+        port=args.port,
+        webhook_url=args.webhook_url,
+        webhook_secret=args.webhook_secret,
+        demo=args.demo,
     )
     threading.Thread(target=standin._deliver_forever, daemon=True).start()
     with contextlib.suppress(KeyboardInterrupt):

@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: demo test install install-dev services lint typecheck migrations-check pytest bench bench-metering clean
+.PHONY: demo test install install-dev services lint typecheck migrations-check pytest bench bench-metering bench-api clean
 
 $(UV):
 	$(PYTHON) -m venv .tools/uv
@@ -48,6 +48,11 @@ bench: install
 bench-metering: install services
 	DJANGO_SETTINGS_MODULE=config.settings.test GRIDX_TEST_DB=bench_metering $(BIN)/python manage.py metering_bench
 	$(BIN)/gridx-agent bench-cpu --gpus 8 --seconds 60 --time-scale 60
+
+# The bid API under load: gunicorn (2 workers) on PostgreSQL (database gridx_bench) and Redis;
+# single bids, batches and a /healthz baseline. Figures in docs/api.md.
+bench-api: install-dev services
+	$(BIN)/python scripts/bench_api.py $(BENCH_API_ARGS)
 
 clean:
 	rm -rf $(VENV) .tools .pytest_cache .mypy_cache .ruff_cache

@@ -24,6 +24,10 @@ from marketplace.models import Team
 from .ledger import Leg, ledger_post, platform_account, team_account
 from .models import (
     AccountKind,
+    Adjustment,
+    AdjustmentKind,
+    AdjustmentStatus,
+    AuditEntry,
     BillingCustomer,
     BillingStanding,
     EventStatus,
@@ -407,3 +411,122 @@ def event_handle(*, event_id: int) -> str:
         outcome = EventStatus.IGNORED
     StripeEvent.objects.filter(pk=event.pk).update(status=outcome, processed_at=timezone.now())
     return str(outcome)
+
+
+# --- console: adjustments and the audit log -------------------------------------------------------
+
+
+def audit(*, actor: Any, action: str, obj: Any = None, **detail: Any) -> None:
+    """Record one staff action."""
+    AuditEntry.objects.create(
+        actor=actor,
+        action=action,
+        object_type=type(obj).__name__ if obj is not None else "",
+        object_id=str(getattr(obj, "pk", "") or ""),
+        detail=detail,
+    )
+
+
+def adjustment_request(*, actor: Any, invoice_id: int, kind: str, amount_cents: int, reason: str) -> Any:
+    """A staff credit or refund; above the threshold it waits for a second staff member."""
+    if not getattr(actor, "is_staff", False):
+        raise NotFound(f"Invoice {invoice_id} not found.")
+    if kind not in AdjustmentKind.values:
+        raise InvalidInput.one("kind", "invalid_choice", "must be credit or refund")
+    if amount_cents <= 0:
+        raise InvalidInput.one("amount_cents", "not_positive", "must be a positive number of cents")
+    if not reason.strip():
+        raise InvalidInput.one("reason", "required", "say why: the reason is kept with the adjustment")
+    invoice = Invoice.objects.filter(pk=invoice_id).first()
+    if invoice is None:
+        raise NotFound(f"Invoice {invoice_id} not found.")
+    if kind == AdjustmentKind.REFUND and (
+        invoice.status != InvoiceStatus.PAID or not invoice.stripe_charge_id
+    ):
+        raise InvalidInput.one("kind", "not_paid", "only a paid invoice can be refunded")
+    if kind == AdjustmentKind.CREDIT and not invoice.stripe_invoice_id:
+        raise InvalidInput.one("kind", "no_invoice", "the invoice is not in Stripe yet")
+    refunded = (
+        Adjustment.objects.filter(invoice=invoice)
+        .exclude(status=AdjustmentStatus.REJECTED)
+        .aggregate(s=Sum("amount_cents"))["s"]
+        or 0
+    )
+    if refunded + amount_cents > invoice.amount_cents:
+        raise InvalidInput.one("amount_cents", "too_large", "credits and refunds cannot exceed the invoice")
+    needs_second = amount_cents > settings.BILLING_APPROVAL_THRESHOLD_CENTS
+    adjustment = Adjustment.objects.create(
+        invoice=invoice,
+        kind=kind,
+        amount_cents=amount_cents,
+        currency=invoice.currency,
+        reason=reason.strip(),
+        requested_by=actor,
+        status=AdjustmentStatus.AWAITING_APPROVAL if needs_second else AdjustmentStatus.APPROVED,
+    )
+    audit(actor=actor, action="adjustment.requested", obj=adjustment, amount_cents=amount_cents, kind=kind)
+    if not needs_second:
+        adjustment = adjustment_apply(adjustment_id=adjustment.pk)
+    return adjustment
+
+
+def adjustment_approve(*, actor: Any, adjustment_id: int) -> Any:
+    """A second staff member approves a large adjustment, which is then applied."""
+    adjustment = Adjustment.objects.filter(pk=adjustment_id).first()
+    if adjustment is None or not getattr(actor, "is_staff", False):
+        raise NotFound(f"Adjustment {adjustment_id} not found.")
+    if adjustment.requested_by_id == actor.pk:
+        raise Conflict("A second staff member must approve; you requested this adjustment.", code="four_eyes")
+    changed = Adjustment.objects.filter(pk=adjustment_id, status=AdjustmentStatus.AWAITING_APPROVAL).update(
+        status=AdjustmentStatus.APPROVED, approved_by=actor
+    )
+    if changed != 1:
+        raise Conflict(f"Adjustment {adjustment_id} is not awaiting approval.")
+    audit(actor=actor, action="adjustment.approved", obj=adjustment)
+    return adjustment_apply(adjustment_id=adjustment_id)
+
+
+def adjustment_apply(*, adjustment_id: int) -> Any:
+    """Stripe credit note or refund (keyed by the adjustment), then its ledger transaction."""
+    adjustment = Adjustment.objects.select_related("invoice__team").get(pk=adjustment_id)
+    if adjustment.status not in (AdjustmentStatus.APPROVED, AdjustmentStatus.APPLIED):
+        raise Conflict(f"Adjustment {adjustment_id} is {adjustment.status}.")
+    invoice, gw = adjustment.invoice, gateway()
+    if not adjustment.stripe_object_id:
+        if adjustment.kind == AdjustmentKind.REFUND:
+            object_id = gw.refund_create(
+                charge=invoice.stripe_charge_id,
+                amount=adjustment.amount_cents,
+                adjustment_id=adjustment.pk,
+                key=f"adjustment:{adjustment.pk}",
+            )
+        else:
+            object_id = gw.credit_note_create(
+                invoice=invoice.stripe_invoice_id,
+                amount=adjustment.amount_cents,
+                memo=adjustment.reason,
+                adjustment_id=adjustment.pk,
+                key=f"adjustment:{adjustment.pk}",
+            )
+        Adjustment.objects.filter(pk=adjustment.pk, stripe_object_id="").update(stripe_object_id=object_id)
+    credits = platform_account(kind=AccountKind.CREDITS, currency=adjustment.currency)
+    # A credit lowers what the buyer owes; a refund returns cash already received.
+    other = (
+        platform_account(kind=AccountKind.CLEARING, currency=adjustment.currency)
+        if adjustment.kind == AdjustmentKind.REFUND
+        else team_account(team=invoice.team, kind=AccountKind.RECEIVABLE, currency=adjustment.currency)
+    )
+    with transaction.atomic():
+        tx = ledger_post(
+            key=f"adjustment:{adjustment.pk}",
+            kind=TransactionKind.REFUND
+            if adjustment.kind == AdjustmentKind.REFUND
+            else TransactionKind.CREDIT,
+            legs=[Leg(credits, adjustment.amount_cents), Leg(other, -adjustment.amount_cents)],
+            memo=adjustment.reason,
+        )
+        Adjustment.objects.filter(pk=adjustment.pk).exclude(status=AdjustmentStatus.APPLIED).update(
+            status=AdjustmentStatus.APPLIED, transaction=tx, applied_at=timezone.now()
+        )
+    adjustment.refresh_from_db()
+    return adjustment

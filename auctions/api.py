@@ -23,7 +23,15 @@ from rest_framework.views import APIView
 
 from marketplace import selectors as market_selectors
 from marketplace.api_auth import HasScope, acting_team, request_actor, request_key
-from marketplace.api_support import READ_ERRORS, WRITE_ERRORS, IdCursorPagination, idempotent, problems
+from marketplace.api_support import (
+    READ_ERRORS,
+    WRITE_ERRORS,
+    IdCursorPagination,
+    StrictCharField,
+    idempotent,
+    paginated,
+    problems,
+)
 from marketplace.errors import InvalidInput
 from marketplace.models import Bid, BidStatus, Offer, OfferStatus, Scope
 from marketplace.specs import BidSpec, OfferSpec
@@ -39,7 +47,10 @@ class UtcDateTimeField(serializers.DateTimeField):
 
     def to_internal_value(self, value: Any) -> dt.datetime:
         if isinstance(value, str):
-            parsed = parse_datetime(value)
+            try:
+                parsed = parse_datetime(value)
+            except ValueError:  # well-formed but impossible, e.g. minute 99
+                parsed = None
             if parsed is None:
                 self.fail("invalid", format="ISO 8601, e.g. 2026-12-01T10:00:00Z")
             if parsed.tzinfo is None:
@@ -49,6 +60,15 @@ class UtcDateTimeField(serializers.DateTimeField):
                 )
             return parsed.astimezone(dt.UTC)
         return super().to_internal_value(value)
+
+
+class StrictBooleanField(serializers.BooleanField):
+    """JSON true or false only: 0, 1 or "yes" are refused rather than guessed at."""
+
+    def to_internal_value(self, data: Any) -> bool:
+        if not isinstance(data, bool):
+            raise serializers.ValidationError("must be true or false", code="not_a_boolean")
+        return data
 
 
 class StrictIntegerField(serializers.IntegerField):
@@ -121,7 +141,7 @@ class RoundPagination(IdCursorPagination):
 class RoundListApi(APIView):
     permission_classes = [AllowAny]
 
-    @extend_schema(tags=["market"], responses={200: RoundOut(many=True), **problems(429)})
+    @extend_schema(tags=["market"], responses={200: paginated(RoundOut), **problems(429)})
     def get(self, request: Request) -> Response:
         """Past and present rounds with their public clearing reports, newest first."""
         paginator = RoundPagination()
@@ -182,7 +202,8 @@ class PriceListApi(APIView):
                     "end": raw.get("to"),
                     "bucket": raw.get("bucket"),
                 }.items()
-                if v is not None
+                # An empty text filter is no filter; an empty time is still refused below.
+                if v is not None and (v != "" or k in {"start", "end"})
             }
         )
         if not query.is_valid():
@@ -204,7 +225,7 @@ class PriceListApi(APIView):
 
 class BidIn(serializers.Serializer[Any]):
     gpu_models = serializers.ListField(
-        child=serializers.CharField(max_length=64),
+        child=StrictCharField(max_length=64),
         help_text="Acceptable models (any one), e.g. ['H100-SXM-80GB'].",
     )
     gpus = StrictIntegerField(help_text="GPUs wanted.")
@@ -214,9 +235,9 @@ class BidIn(serializers.Serializer[Any]):
     duration_hours = StrictIntegerField(help_text="Contiguous hours.")
     earliest_start = UtcDateTimeField(help_text="Window start, on the slot grid, UTC.")
     latest_end = UtcDateTimeField(help_text="Window end (exclusive), on the slot grid, UTC.")
-    colocate = serializers.BooleanField(default=True, help_text="All GPUs from one cluster.")
+    colocate = StrictBooleanField(default=True, help_text="All GPUs from one cluster.")
     limit_cents_per_gpu_hour = StrictIntegerField(help_text="Most you pay, cents per GPU-hour.")
-    xor_group = serializers.CharField(
+    xor_group = StrictCharField(
         max_length=64,
         required=False,
         default="",
@@ -361,7 +382,7 @@ class BidListApi(APIView):
             OpenApiParameter("cursor", str),
             OpenApiParameter("limit", int, description="Page size, at most 1000 (default 100)."),
         ],
-        responses={200: BidOut(many=True), **problems(*READ_ERRORS, 422)},
+        responses={200: paginated(BidOut), **problems(*READ_ERRORS, 422)},
     )
     def get(self, request: Request) -> Response:
         """Your team's bids, newest first, with cursor pagination."""
@@ -554,7 +575,7 @@ class BidPreviewApi(APIView):
 
 class OfferIn(serializers.Serializer[Any]):
     cluster = StrictIntegerField(help_text="Id of one of your clusters.")
-    gpu_model = serializers.CharField(max_length=64)
+    gpu_model = StrictCharField(max_length=64)
     gpus = StrictIntegerField()
     start = UtcDateTimeField()
     end = UtcDateTimeField()
@@ -601,7 +622,7 @@ class OfferListApi(APIView):
             OpenApiParameter("status", str, enum=OfferStatus.values),
             OpenApiParameter("cursor", str),
         ],
-        responses={200: OfferOut(many=True), **problems(*READ_ERRORS, 422)},
+        responses={200: paginated(OfferOut), **problems(*READ_ERRORS, 422)},
     )
     def get(self, request: Request) -> Response:
         """Your team's offers, newest first."""
@@ -737,7 +758,7 @@ class LeaseListApi(APIView):
     @extend_schema(
         tags=["leases"],
         parameters=[OpenApiParameter("side", str, enum=["bought", "sold"]), OpenApiParameter("cursor", str)],
-        responses={200: LeaseOut(many=True), **problems(*READ_ERRORS, 422)},
+        responses={200: paginated(LeaseOut), **problems(*READ_ERRORS, 422)},
     )
     def get(self, request: Request) -> Response:
         """Leases your team bought (default) or sold GPUs into, newest first."""

@@ -13,3 +13,6 @@ urlpatterns = [
     path("console/", include("billing.console_urls")),
     path("admin/", admin.site.urls),
 ]
+
+handler404 = "config.views.not_found"
+handler500 = "config.views.server_error"

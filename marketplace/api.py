@@ -17,7 +17,7 @@ from rest_framework.views import APIView
 
 from . import selectors, services
 from .api_auth import HasScope, acting_team, request_actor
-from .api_support import READ_ERRORS, WRITE_ERRORS, idempotent, problems
+from .api_support import READ_ERRORS, WRITE_ERRORS, StrictCharField, idempotent, paginated, problems
 from .errors import PermissionDenied
 from .models import ApiKey, Cluster, Gpu, Host, Role, Scope, WebhookDelivery, WebhookEndpoint, WebhookEvent
 
@@ -72,9 +72,9 @@ class ClusterOut(serializers.ModelSerializer[Cluster]):
 
 
 class ClusterIn(serializers.Serializer[Any]):
-    name = serializers.CharField(max_length=50)
-    region = serializers.CharField(max_length=50)
-    interconnect = serializers.CharField(max_length=16, help_text="nvlink, infiniband, ethernet or pcie")
+    name = StrictCharField(max_length=50)
+    region = StrictCharField(max_length=50)
+    interconnect = StrictCharField(max_length=16, help_text="nvlink, infiniband, ethernet or pcie")
 
 
 class ClusterListApi(APIView):
@@ -127,7 +127,7 @@ class HostOut(serializers.ModelSerializer[Host]):
 
 class HostIn(serializers.Serializer[Any]):
     cluster = serializers.IntegerField(help_text="Id of one of your clusters.")
-    hostname = serializers.CharField(max_length=255)
+    hostname = StrictCharField(max_length=255)
 
 
 class HostListApi(APIView):
@@ -168,8 +168,8 @@ class GpuOut(serializers.ModelSerializer[Gpu]):
 
 class GpuIn(serializers.Serializer[Any]):
     host = serializers.IntegerField(help_text="Id of one of your hosts.")
-    gpu_model = serializers.CharField(max_length=64)
-    uuid = serializers.CharField(max_length=100, help_text="NVML UUID, `GPU-…` or `MIG-…`.")
+    gpu_model = StrictCharField(max_length=64)
+    uuid = StrictCharField(max_length=100, help_text="NVML UUID, `GPU-…` or `MIG-…`.")
 
 
 class GpuListApi(APIView):
@@ -230,8 +230,8 @@ class ApiKeyCreatedOut(ApiKeyOut):
 
 
 class ApiKeyIn(serializers.Serializer[Any]):
-    name = serializers.CharField(max_length=100)
-    scopes = serializers.ListField(child=serializers.CharField(max_length=32), min_length=1)
+    name = StrictCharField(max_length=100)
+    scopes = serializers.ListField(child=StrictCharField(max_length=32), min_length=1)
     expires_in_days = serializers.IntegerField(required=False, min_value=1, max_value=3650)
     exposure_cap_cents = serializers.IntegerField(required=False, min_value=0, max_value=2**62)
     rate_limit_per_minute = serializers.IntegerField(required=False, min_value=1, max_value=1_000_000)
@@ -304,11 +304,11 @@ class WebhookEndpointCreatedOut(WebhookEndpointOut):
 
 
 class WebhookEndpointIn(serializers.Serializer[Any]):
-    url = serializers.CharField(max_length=500)
+    url = StrictCharField(max_length=500)
     events = serializers.ListField(
-        child=serializers.CharField(max_length=40), min_length=1, help_text=", ".join(WebhookEvent.values)
+        child=StrictCharField(max_length=40), min_length=1, help_text=", ".join(WebhookEvent.values)
     )
-    description = serializers.CharField(max_length=200, required=False, default="", allow_blank=True)
+    description = StrictCharField(max_length=200, required=False, default="", allow_blank=True)
 
 
 class WebhookEndpointListApi(APIView):
@@ -411,7 +411,7 @@ class WebhookDeliveryListApi(APIView):
     permission_classes = [HasScope(Scope.MARKET_READ)]
 
     @extend_schema(
-        tags=["webhooks"], responses={200: WebhookDeliveryOut(many=True), **problems(*READ_ERRORS, 404)}
+        tags=["webhooks"], responses={200: paginated(WebhookDeliveryOut), **problems(*READ_ERRORS, 404)}
     )
     def get(self, request: Request, endpoint_id: int) -> Response:
         """The delivery log of one endpoint, newest first, with cursor pagination."""

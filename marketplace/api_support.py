@@ -14,7 +14,7 @@ from typing import Any
 
 from django.db import transaction
 from django.http import Http404
-from drf_spectacular.utils import OpenApiResponse
+from drf_spectacular.utils import OpenApiResponse, inline_serializer
 from rest_framework import exceptions, pagination, serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -166,12 +166,42 @@ def idempotent(request: Request, team: Team, handler: Callable[[str | None], Res
 
 
 class IdCursorPagination(pagination.CursorPagination):
-    """Newest first by id: stable under inserts, unlike page numbers."""
+    """Newest first by id: stable under inserts, unlike page numbers.
+
+    A bad `limit` or `cursor` is refused (422) rather than silently replaced by the default.
+    """
 
     ordering = "-id"
     page_size = 100
     page_size_query_param = "limit"
     max_page_size = 1000
+
+    def get_page_size(self, request: Request) -> int:
+        raw = request.query_params.getlist(self.page_size_query_param)
+        if not raw:
+            return self.page_size
+        if len(raw) > 1 or not raw[0].isdigit() or not 1 <= int(raw[0]) <= self.max_page_size:
+            raise InvalidInput.one(
+                "limit", "invalid", f"limit is one whole number from 1 to {self.max_page_size}"
+            )
+        return int(raw[0])
+
+    def decode_cursor(self, request: Request) -> Any:
+        try:
+            return super().decode_cursor(request)
+        except exceptions.NotFound:
+            raise InvalidInput.one(
+                "cursor", "invalid_cursor", "use the `next` or `previous` URL of a page as it was given"
+            ) from None
+
+
+class StrictCharField(serializers.CharField):
+    """Text only: a number or a boolean where text belongs is refused, not turned into text."""
+
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str):
+            raise serializers.ValidationError("must be a string", code="not_a_string")
+        return super().to_internal_value(data)
 
 
 # --- Schema helpers ----------------------------------------------------------------------------
@@ -199,6 +229,7 @@ ProblemSerializer._declared_fields["errors"] = FieldErrorSerializer(many=True)
 
 
 _PROBLEM_TEXT = {
+    405: "The method is not allowed on this path.",
     400: "Malformed request (bad JSON, bad header).",
     401: "Missing, unknown, expired or revoked credentials.",
     403: "Authenticated, but the key or role lacks the scope.",
@@ -209,10 +240,27 @@ _PROBLEM_TEXT = {
 }
 
 
-def problems(*statuses: int) -> dict[int, OpenApiResponse]:
+def problems(*statuses: int) -> dict[tuple[int, str], OpenApiResponse]:
     """Error responses for a schema, each an application/problem+json ProblemSerializer."""
-    return {s: OpenApiResponse(ProblemSerializer, description=_PROBLEM_TEXT[s]) for s in statuses}
+    return {
+        (s, PROBLEM_CONTENT_TYPE): OpenApiResponse(ProblemSerializer, description=_PROBLEM_TEXT[s])
+        for s in statuses
+    }
 
 
 READ_ERRORS = (401, 403, 429)
 WRITE_ERRORS = (400, 401, 403, 409, 422, 429)
+
+
+def paginated(item: type[serializers.Serializer[Any]]) -> serializers.Serializer[Any]:
+    """The schema of a cursor page of `item`s."""
+    return inline_serializer(
+        name=f"Paginated{item.__name__}",
+        fields={
+            "next": serializers.CharField(allow_null=True, help_text="URL of the next page, or null."),
+            "previous": serializers.CharField(
+                allow_null=True, help_text="URL of the previous page, or null."
+            ),
+            "results": item(many=True),
+        },
+    )

@@ -141,7 +141,11 @@ class RoundPagination(IdCursorPagination):
 class RoundListApi(APIView):
     permission_classes = [AllowAny]
 
-    @extend_schema(tags=["market"], responses={200: paginated(RoundOut), **problems(429)})
+    @extend_schema(
+        operation_id="market_rounds_list",
+        tags=["market"],
+        responses={200: paginated(RoundOut), **problems(429)},
+    )
     def get(self, request: Request) -> Response:
         """Past and present rounds with their public clearing reports, newest first."""
         paginator = RoundPagination()
@@ -375,6 +379,7 @@ class BidListApi(APIView):
         return [HasScope(Scope.MARKET_READ if self.request.method == "GET" else Scope.BIDS_WRITE)()]
 
     @extend_schema(
+        operation_id="bids_list",
         tags=["bids"],
         parameters=[
             OpenApiParameter("status", str, enum=BidStatus.values),
@@ -617,6 +622,7 @@ class OfferListApi(APIView):
         return [HasScope(Scope.MARKET_READ if self.request.method == "GET" else Scope.OFFERS_WRITE)()]
 
     @extend_schema(
+        operation_id="offers_list",
         tags=["offers"],
         parameters=[
             OpenApiParameter("status", str, enum=OfferStatus.values),
@@ -756,6 +762,7 @@ class LeaseListApi(APIView):
     permission_classes = [HasScope(Scope.MARKET_READ)]
 
     @extend_schema(
+        operation_id="leases_list",
         tags=["leases"],
         parameters=[OpenApiParameter("side", str, enum=["bought", "sold"]), OpenApiParameter("cursor", str)],
         responses={200: paginated(LeaseOut), **problems(*READ_ERRORS, 422)},

@@ -81,7 +81,11 @@ class ClusterListApi(APIView):
     def get_permissions(self) -> list[Any]:
         return [HasScope(Scope.MARKET_READ if self.request.method == "GET" else Scope.INVENTORY_WRITE)()]
 
-    @extend_schema(tags=["inventory"], responses={200: ClusterOut(many=True), **problems(*READ_ERRORS)})
+    @extend_schema(
+        operation_id="clusters_list",
+        tags=["inventory"],
+        responses={200: ClusterOut(many=True), **problems(*READ_ERRORS)},
+    )
     def get(self, request: Request) -> Response:
         """Your team's clusters."""
         return Response(ClusterOut(selectors.cluster_list(team=acting_team(request)), many=True).data)
@@ -316,7 +320,9 @@ class WebhookEndpointListApi(APIView):
         return [HasScope(Scope.MARKET_READ if self.request.method == "GET" else Scope.WEBHOOKS_WRITE)()]
 
     @extend_schema(
-        tags=["webhooks"], responses={200: WebhookEndpointOut(many=True), **problems(*READ_ERRORS)}
+        operation_id="webhooks_list",
+        tags=["webhooks"],
+        responses={200: WebhookEndpointOut(many=True), **problems(*READ_ERRORS)},
     )
     def get(self, request: Request) -> Response:
         """Your team's webhook endpoints."""
@@ -411,7 +417,9 @@ class WebhookDeliveryListApi(APIView):
     permission_classes = [HasScope(Scope.MARKET_READ)]
 
     @extend_schema(
-        tags=["webhooks"], responses={200: paginated(WebhookDeliveryOut), **problems(*READ_ERRORS, 404)}
+        operation_id="webhooks_deliveries_list",
+        tags=["webhooks"],
+        responses={200: paginated(WebhookDeliveryOut), **problems(*READ_ERRORS, 404)},
     )
     def get(self, request: Request, endpoint_id: int) -> Response:
         """The delivery log of one endpoint, newest first, with cursor pagination."""

@@ -65,11 +65,16 @@ DELETE /api/v1/webhooks/{endpoint}           webhooks:write   200  404   200  40
 GET    /api/v1/webhooks/{endpoint}/deliveries market:read     200  404   200  403  401     404   401
 GET    /api/v1/webhook-deliveries/{delivery} market:read      200  404   200  403  401     404   401
 POST   /api/v1/webhook-deliveries/{delivery}/replay webhooks:write 202 404 202 403 401    404   401
+GET    /api/v1/metering/leases/{lease}/usage market:read      200  200   200  403  401     404   401
+POST   /api/v1/metering/hosts/{host}/tokens  inventory:write  201  404   201  403  401     404   401
+POST   /api/v1/metering/hosts/{host}/rotate  inventory:write  201  404   201  403  401     404   401
+POST   /api/v1/metering/hosts/{host}/revoke  inventory:write  200  404   200  403  401     404   401
 """
 # Notes on cells that are not the pattern:
 # - POST /offers, /hosts, /gpus by `other` name Acme's cluster/host: 422 "your team has no
 #   cluster/host with id …", the same answer as for an id that does not exist.
-# - GET /leases/{lease} by `other` is 200: Beta sold the GPUs of that lease, so it is Beta's too.
+# - GET /leases/{lease} and its usage by `other` are 200: Beta sold that lease's GPUs, so it is
+#   Beta's lease too.
 # - Keys are created and revoked by a team *owner* signed in; traders (of any team) and keys get 403
 #   before any lookup, so the answer reveals nothing about the key.
 # - staff: belonging to no team, every team-scoped endpoint answers 404 "you belong to no team".
@@ -161,6 +166,7 @@ def _fill(path: str, world: World) -> str:
         "key": world.target_key.pk,
         "endpoint": world.endpoint.pk,
         "delivery": world.delivery.pk,
+        "host": world.acme.host.pk,
     }
     return re.sub(r"\{(\w+)\}", lambda m: str(values[m.group(1)]), path)
 
@@ -236,7 +242,8 @@ def test_matrix_covers_every_api_route():
     api_routes = {
         re.sub(r"<(?:\w+:)?(\w+)>", lambda m: "<" + _NAMES.get(m.group(1), m.group(1)) + ">", r)
         for r in routes
-        if r.startswith("/api/v1/") and "/metering/" not in r and "/billing/" not in r
+        # The agent's enroll/reports authenticate by token and signature (tests/metering).
+        if r.startswith("/api/v1/") and r not in {"/api/v1/metering/enroll", "/api/v1/metering/reports"}
     }
     assert api_routes <= listed, sorted(api_routes - listed)
 
@@ -250,4 +257,5 @@ _NAMES = {
     "key_id": "key",
     "endpoint_id": "endpoint",
     "delivery_id": "delivery",
+    "host_id": "host",
 }

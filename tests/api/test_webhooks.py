@@ -185,3 +185,14 @@ def test_lease_events_are_emitted_once(world, receiver):
         assert rounds.lease_events_emit() == 1
     events = list(WebhookDelivery.objects.filter(endpoint__url=receiver.url).values_list("event", flat=True))
     assert sorted(events) == ["lease.ended", "lease.started"]
+
+
+def test_the_api_docs_are_served_from_our_own_static_files(client, db):
+    page = client.get("/api/docs/")
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert "/static/drf_spectacular_sidecar/swagger-ui-dist/" in html
+    assert "cdn" not in html.lower() and "unpkg" not in html.lower()
+    schema = client.get("/api/schema/", HTTP_ACCEPT="application/json")
+    assert schema.status_code == 200 and schema.json()["openapi"].startswith("3.")
+    assert "/api/v1/bids/batch" in schema.json()["paths"]

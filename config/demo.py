@@ -38,6 +38,8 @@ def main(argv: list[str]) -> int:
     env = dict(os.environ)
     env.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.base")
     env.setdefault("ROUND_INTERVAL_MINUTES", "2")
+    # Demo bots run their webhook receivers on plain http on this machine.
+    env.setdefault("WEBHOOKS_ALLOW_HTTP", "1")
     env["PYTHONUNBUFFERED"] = "1"
     if not env.get("STRIPE_API_KEY"):
         # No Stripe key: billing talks to the local stand-in (billing/stripe_standin), never to Stripe.

@@ -7,6 +7,7 @@ import datetime as dt
 from django.conf import settings
 from django.utils import timezone
 
+from marketplace.errors import PermissionDenied
 from marketplace.models import Team
 
 from .models import BillingStanding
@@ -19,3 +20,13 @@ def team_may_bid(team: Team, *, now: dt.datetime | None = None) -> bool:
         return True
     now = now or timezone.now()
     return now - failing_since < dt.timedelta(days=settings.BILLING_SUSPEND_AFTER_DAYS)
+
+
+def bid_guard(team: Team) -> None:
+    """Refuse new bids of a team suspended for failed payments (registered in BillingConfig.ready)."""
+    if not team_may_bid(team):
+        raise PermissionDenied(
+            f"team {team.slug} cannot place bids: its payment has failed for "
+            f"{settings.BILLING_SUSPEND_AFTER_DAYS} days or more; pay the open invoice to resume",
+            code="billing_suspended",
+        )

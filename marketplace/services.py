@@ -11,7 +11,7 @@ import hashlib
 import json
 import secrets
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import httpx
@@ -398,6 +398,16 @@ def _exposure_cents(spec: BidSpec) -> int:
     return spec.limit_cents_per_gpu_hour * spec.gpus * spec.duration_hours
 
 
+# Checks that apps downstream of the market (billing) register at start-up, so the market need not
+# import them: each raises a DomainError to refuse a team's new bids.
+BID_GUARDS: list[Callable[[Team], None]] = []
+
+
+def _check_guards(team: Team) -> None:
+    for guard in BID_GUARDS:
+        guard(team)
+
+
 def _check_exposure(api_key: ApiKey | None, specs: list[BidSpec], *, excluding: Bid | None = None) -> None:
     """Refuse bids that would take a key's open exposure past its cap (checked under the team lock)."""
     if api_key is None or api_key.exposure_cap_cents is None:
@@ -515,6 +525,7 @@ def bid_place(
         return existing
     if errors := bid_spec_errors(spec, now=timezone.now()):
         raise InvalidInput(errors)
+    _check_guards(team)
     _check_open_bid_limit(team, adding=1)
     _check_exposure(api_key, [spec])
     return _create_bid(team=team, actor=actor, spec=spec, idempotency_key=idempotency_key, api_key=api_key)
@@ -562,6 +573,7 @@ def bid_place_batch(
     ]
     if errors:
         raise InvalidInput(errors)
+    _check_guards(team)
     _check_open_bid_limit(team, adding=len(specs))
     _check_exposure(api_key, specs)
     return _create_bids(team=team, actor=actor, specs=specs, keys=keys, api_key=api_key)
@@ -610,6 +622,7 @@ def bid_replace(
         raise Conflict(f"bid {bid_id} is {old.status} and can no longer be replaced", code="not_open")
     if errors := bid_spec_errors(spec, now=timezone.now()):
         raise InvalidInput(errors)
+    _check_guards(team)
     # The replaced bid's exposure leaves as the new one's arrives.
     _check_exposure(api_key, [spec], excluding=old)
     changed = Bid.objects.filter(pk=old.pk, status=BidStatus.OPEN).update(

@@ -1,37 +1,50 @@
 """Large neighbourhood search for large sub-markets (fix and optimise).
 
-Take a block of offers; the bids whose award draws from it, and the losing bids of free XOR groups
-that could draw from it, are freed; every other award stays fixed and its usage is taken off the
-capacity. The freed bids' MIP (natural form, all their placements, HiGHS for a few seconds,
-started from their current awards) can only do as well or better; the result is kept when the
-whole allocation improves and passes the caller's checker.
+Two moves, both solved by HiGHS on the natural formulation and both started from the incumbent,
+so a move can only keep or raise welfare; a result is kept when it is better and passes the
+caller's checker.
+
+- **Re-source**: keep every winner's placement (model, start, cluster) and re-choose its sources
+  and its GPU count on the whole market; then losers are inserted greedily on what is left. Greedy
+  gives the cheapest offers to whichever bid comes first; this move alone adds ~0.9 points of the
+  LP bound on large-31 in 1-3 s and is usually proven optimal.
+- **Region**: a region is one GPU model, a window of slots and a chunk of that model's offers
+  (all of them unless the window holds too many bids). The bids whose award draws from the
+  region's offers during the window, and the losing bids of free XOR groups that could, are
+  freed with all their placements; every other award stays fixed and its usage comes off the
+  capacity. Regions follow how the market is coupled: bids of one model compete for the same
+  offers, and a window lets their start times move. On large-31 they beat blocks of 10 offers
+  across the whole horizon (94.1% vs 93.4% of the LP bound in 80 s, same start, same load).
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable
 
 import numpy as np
 
 from .formulation import IntArray, Market
-from .heuristics import Allocation, from_x
+from .heuristics import Allocation, from_x, greedy, orders
 from .solve import SolverFailed, solve_mip_natural
 
 log = logging.getLogger(__name__)
 
-BLOCK_OFFERS = 10
 SUB_SECONDS = 5.0
+RESOURCE_SECONDS = 10.0
+# Slots per region window, and the most bids a region should free (a region with more is cut
+# into chunks of the model's offers).
+WINDOW_SLOTS = 24
+REGION_BIDS = 50
+# HiGHS's primal heuristics effort (default 0.05): on the same ten regions of large-31 the
+# sub-MIPs found 3.5x more welfare with 0.3 (0.8 was no better).
+HEURISTIC_EFFORT = 0.3
+SUB_OPTIONS = {"mip_heuristic_effort": HEURISTIC_EFFORT}
 
-
-def _blocks(mk: Market, size: int, shift: int) -> list[list[int]]:
-    offs = mk.rnd.offers
-    order = sorted(
-        range(len(offs)), key=lambda o: (offs[o].gpu_model, offs[o].cluster, offs[o].start_slot, o)
-    )
-    order = order[shift:] + order[:shift]
-    return [sorted(order[i : i + size]) for i in range(0, len(order), size)]
+Valid = Callable[[Market, Allocation], bool]
+Restrict = Callable[[Market, np.ndarray], tuple[Market, IntArray]]
 
 
 def _usage(mk: Market, x: IntArray, bids: IntArray) -> IntArray:
@@ -47,57 +60,124 @@ def _usage(mk: Market, x: IntArray, bids: IntArray) -> IntArray:
     return out
 
 
-def improve(
-    mk: Market,
-    inc: Allocation,
-    *,
-    deadline: float,
-    gap: float,
-    valid: Callable[[Market, Allocation], bool],
-    restrict: Callable[[Market, np.ndarray], tuple[Market, IntArray]],
-) -> Allocation:
-    """Sweep blocks of offers (then shifted blocks) until the deadline; returns the best found."""
+def resource(mk: Market, inc: Allocation, *, seconds: float, valid: Valid, restrict: Restrict) -> Allocation:
+    """Re-choose the sources of every award (placements kept), then insert losers greedily."""
     best = inc
-    best_w = inc.welfare(mk)
-    n_off = len(mk.rnd.offers)
-    size = min(BLOCK_OFFERS, max(n_off, 1))
-    shifts = [0, size // 2, size // 4, 3 * size // 4]
-    sweep = 0
-    while time.perf_counter() < deadline - 1.0:
-        shift = shifts[sweep % len(shifts)]
-        sweep += 1
-        for block in _blocks(mk, size, shift):
-            left = deadline - time.perf_counter()
-            if left < 1.0:
-                break
-            in_b = np.zeros(n_off, dtype=bool)
-            in_b[block] = True
-            ks = np.flatnonzero(best.x)
-            freed = np.unique(mk.p_bid[mk.k_place[ks[in_b[mk.k_offer[ks]]]]])
-            winners = np.flatnonzero(best.chosen >= 0)
-            fixed = np.setdiff1d(winners, freed)
-            blocked = np.zeros(mk.n_groups, dtype=bool)
-            blocked[mk.b_group[fixed]] = True
-            touches = np.zeros(len(mk.rnd.bids), dtype=bool)
-            touches[mk.p_bid[mk.k_place[in_b[mk.k_offer]]]] = True
-            touches[freed] = True
-            nb = np.flatnonzero(touches & ~blocked[mk.b_group])
-            keep = np.isin(mk.p_bid, nb)
-            if not keep.any():
-                continue
-            sub, kmap = restrict(mk, keep)
-            cap = mk.o_gpus[:, None] - _usage(mk, best.x, fixed)
-            try:
-                mip = solve_mip_natural(
-                    sub, time_limit=min(SUB_SECONDS, left - 0.5), gap=gap, warm=best.x[kmap], cap=cap
-                )
-            except SolverFailed:
-                continue
-            x = best.x.copy()
+    keep = np.zeros(mk.n_places, dtype=bool)
+    keep[inc.chosen[inc.chosen >= 0]] = True
+    if keep.any() and seconds > 0.2:
+        sub, kmap = restrict(mk, keep)
+        try:
+            mip = solve_mip_natural(sub, time_limit=seconds, gap=1e-6, warm=inc.x[kmap], options=SUB_OPTIONS)
+            x = np.zeros(mk.n_sources, dtype=np.int64)
             x[kmap] = mip.x
             cand = from_x(mk, x)
-            w = cand.welfare(mk)
-            if w > best_w + 1e-6 and valid(mk, cand):
-                log.debug("LNS: %d bids freed: %.0f -> %.0f", nb.size, best_w, w)
-                best, best_w = cand, w
+            if cand.welfare(mk) > inc.welfare(mk) + 1e-6 and valid(mk, cand):
+                best = cand
+        except SolverFailed:
+            pass
+    for order in orders(mk):
+        cand = greedy(mk, order, start=best)
+        if cand.welfare(mk) > best.welfare(mk) + 1e-6:
+            best = cand
+    return best
+
+
+def regions(mk: Market, window: int, shift: int) -> list[tuple[IntArray, int, int]]:
+    """(offers, first slot, end slot) of every region of one sweep, models interleaved so that
+    every model gets attention early; deterministic."""
+    slots = mk.rnd.slots
+    bid_model = np.full(mk.b_gpus.size, -1, dtype=np.int64)
+    bid_model[mk.p_bid] = mk.p_model
+    es = np.array([b.earliest_start for b in mk.rnd.bids], dtype=np.int64)
+    le = np.array([b.latest_end for b in mk.rnd.bids], dtype=np.int64)
+    offs = mk.rnd.offers
+    out: list[tuple[int, int, IntArray, int, int]] = []
+    for m in range(len(mk.models)):
+        mo = [o for o in range(len(offs)) if mk.o_model[o] == m]
+        mo.sort(key=lambda o: (offs[o].cluster, offs[o].start_slot, o))
+        for i, a in enumerate(range(-shift, slots, window)):
+            b = a + window
+            n = int(np.count_nonzero((bid_model == m) & (es < b) & (le > a)))
+            chunks = max(1, min(len(mo), math.ceil(n / REGION_BIDS)))
+            for j, part in enumerate(np.array_split(np.array(mo, dtype=np.int64), chunks)):
+                if part.size:
+                    out.append((i, j * len(mk.models) + m, part, max(a, 0), min(b, slots)))
+    out.sort(key=lambda r: (r[0], r[1]))
+    return [(part, a, b) for _, _, part, a, b in out]
+
+
+def _freed(mk: Market, best: Allocation, offers: IntArray, a: int, b: int) -> IntArray:
+    """Bids freed by a region: winners drawing from its offers in [a, b), and losers of free XOR
+    groups that have a placement that could."""
+    in_o = np.zeros(len(mk.rnd.offers), dtype=bool)
+    in_o[offers] = True
+    p = mk.k_place
+    touch = in_o[mk.k_offer] & (mk.p_start[p] < b) & (mk.p_end[p] > a)
+    nb = mk.b_gpus.size
+    freed = np.zeros(nb, dtype=bool)
+    freed[mk.p_bid[p[touch & (best.x > 0)]]] = True
+    winners = best.chosen >= 0
+    blocked = np.zeros(mk.n_groups, dtype=bool)
+    blocked[mk.b_group[winners & ~freed]] = True
+    cand = np.zeros(nb, dtype=bool)
+    cand[mk.p_bid[p[touch]]] = True
+    out: IntArray = np.flatnonzero(freed | (cand & ~winners & ~blocked[mk.b_group]))
+    return out
+
+
+def _solve_region(
+    mk: Market, best: Allocation, nb: IntArray, seconds: float, gap: float, valid: Valid, restrict: Restrict
+) -> Allocation:
+    keep = np.isin(mk.p_bid, nb)
+    if not keep.any():
+        return best
+    fixed = np.setdiff1d(np.flatnonzero(best.chosen >= 0), nb)
+    sub, kmap = restrict(mk, keep)
+    cap = mk.o_gpus[:, None] - _usage(mk, best.x, fixed)
+    try:
+        mip = solve_mip_natural(
+            sub, time_limit=seconds, gap=gap, warm=best.x[kmap], cap=cap, options=SUB_OPTIONS
+        )
+    except SolverFailed:
+        return best
+    x = best.x.copy()
+    x[kmap] = mip.x
+    cand = from_x(mk, x)
+    if cand.welfare(mk) > best.welfare(mk) + 1e-6 and valid(mk, cand):
+        log.debug("LNS: %d bids freed: %.0f -> %.0f", nb.size, best.welfare(mk), cand.welfare(mk))
+        return cand
+    return best
+
+
+def improve(
+    mk: Market, inc: Allocation, *, deadline: float, gap: float, valid: Valid, restrict: Restrict
+) -> Allocation:
+    """Re-source, then sweep regions (windows shifted on later sweeps), re-sourcing after every
+    sweep that improved, until the deadline; returns the best found (never worse than `inc`)."""
+
+    def left() -> float:
+        return deadline - time.perf_counter()
+
+    best = resource(mk, inc, seconds=min(RESOURCE_SECONDS, left() * 0.2), valid=valid, restrict=restrict)
+    w = window = min(WINDOW_SLOTS, mk.rnd.slots)
+    shifts = [0, w // 2, w // 4, 3 * w // 4]
+    sweep = stalled = 0
+    while left() > 1.0 and stalled < len(shifts):
+        start_w = best.welfare(mk)
+        for offers, a, b in regions(mk, window, shifts[sweep % len(shifts)]):
+            if left() < 1.0:
+                break
+            nb = _freed(mk, best, offers, a, b)
+            if nb.size:
+                best = _solve_region(mk, best, nb, min(SUB_SECONDS, left() - 0.5), gap, valid, restrict)
+        sweep += 1
+        if best.welfare(mk) > start_w + 1e-6:
+            stalled = 0
+            if left() > 1.0:
+                best = resource(
+                    mk, best, seconds=min(RESOURCE_SECONDS, left() * 0.2), valid=valid, restrict=restrict
+                )
+        else:
+            stalled += 1  # a whole cycle of shifted sweeps without a gain ends the search
     return best

@@ -417,10 +417,18 @@ def bench_one(args: argparse.Namespace, seeded: dict[str, Any], worker_class: st
         "distinct_acknowledged": len(set(acked)),
         "lost_bids": len(set(acked)) - found,
         "unacknowledged_stored": (after - before) - len(set(acked)),
-        "single_vs_baseline": round(single.requests / baseline.requests, 3) if baseline.requests else None,
+        # Rates, not counts: the phases may run for different lengths.
+        "single_vs_baseline": _ratio(single.items, single.seconds, baseline.requests, baseline.seconds),
+        "batch_bids_vs_baseline": _ratio(batch.items, batch.seconds, baseline.requests, baseline.seconds),
     }
     report(result)
     return result
+
+
+def _ratio(items: int, seconds: float, base: int, base_seconds: float) -> float | None:
+    if not (seconds and base and base_seconds):
+        return None
+    return round((items / seconds) / (base / base_seconds), 3)
 
 
 def report(r: dict[str, Any]) -> None:
@@ -435,7 +443,8 @@ def report(r: dict[str, Any]) -> None:
     print(  # noqa: T201
         f"acknowledged bids {r['acknowledged_bids']} (distinct {r['distinct_acknowledged']}), "
         f"lost {r['lost_bids']}, stored without acknowledgement {r['unacknowledged_stored']}; "
-        f"single bids/s over healthz req/s: {r['single_vs_baseline']}"
+        f"single bids/s over healthz req/s: {r['single_vs_baseline']}, "
+        f"batched bids/s over healthz req/s: {r['batch_bids_vs_baseline']}"
     )
 
 

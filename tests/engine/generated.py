@@ -1,0 +1,68 @@
+"""Seeded random rounds shaped like the sample rounds (several models and clusters, all-or-nothing
+and partial bids, XOR groups across models), big enough that greedy is not optimal."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+MODELS = ["A100", "H100", "H200"]
+CLUSTERS = ["c0", "c1", "c2", "c3"]
+
+
+def generated_round(seed: int, n_bids: int = 80, n_offers: int = 14, slots: int = 48) -> dict[str, Any]:
+    rnd = random.Random(seed)
+    offers = []
+    for i in range(n_offers):
+        s = rnd.randrange(0, slots // 2)
+        offers.append(
+            {
+                "id": f"o{i:03d}",
+                "team": f"s{i % 5}",
+                "cluster": rnd.choice(CLUSTERS),
+                "gpu_model": MODELS[i % len(MODELS)],
+                "gpus": rnd.choice([8, 16, 32, 64]),
+                "start_slot": s,
+                "end_slot": rnd.randrange(s + slots // 4, slots + 1),
+                "reserve_cents_per_gpu_hour": rnd.randrange(80, 200),
+            }
+        )
+    bids = []
+    groups = 0
+    i = 0
+    while i < n_bids:
+        # a third of the bids come as XOR pairs asking for two different models
+        alternatives = 2 if rnd.random() < 0.3 and i + 1 < n_bids else 1
+        group = f"g{groups}" if alternatives > 1 else None
+        groups += alternatives > 1
+        dur = rnd.choice([2, 4, 6, 8, 12])
+        es = rnd.randrange(0, slots - dur)
+        le = min(slots, es + dur + rnd.choice([0, 2, 6, 12]))
+        gpus = rnd.choice([2, 4, 8, 16, 24, 32])
+        for model in rnd.sample(MODELS, alternatives):
+            bids.append(
+                {
+                    "id": f"b{i:03d}",
+                    "team": f"t{i % 7}",
+                    "gpu_models": [model],
+                    "gpus": gpus,
+                    "min_gpus": gpus if rnd.random() < 0.8 else max(1, gpus // 2),
+                    "duration_slots": dur,
+                    "earliest_start_slot": es,
+                    "latest_end_slot": le,
+                    "colocate": rnd.random() < 0.6,
+                    "limit_cents_per_gpu_hour": rnd.randrange(120, 320),
+                    "xor_group": group,
+                }
+            )
+            i += 1
+    return {
+        "format": "gridx.round/v1",
+        "round": f"gen-{seed}",
+        "start": "2026-12-01T00:00:00Z",
+        "slot_minutes": 60,
+        "slots": slots,
+        "currency": "usd",
+        "offers": offers,
+        "bids": bids,
+    }

@@ -445,22 +445,65 @@ def _write_outcomes(round_: Round, result: dict[str, Any]) -> None:
 
 
 def _assign_gpus(*, lease: Lease, source: LeaseSource, offer: Offer, gpus: int) -> None:
-    """Pick `gpus` specific GPUs of the offer's cluster and model that are free over the lease."""
-    busy = LeaseGpu.objects.filter(start__lt=lease.end, end__gt=lease.start).values("gpu_id")
-    free = list(
+    """Give the lease `gpus` specific GPUs of the offer's cluster and model in every slot.
+
+    Capacity is per slot, so free GPUs may be fragmented: GPU a free for the first hours, GPU b for
+    the rest. Slot by slot, GPUs already serving the lease are kept and the rest chosen by the
+    longest free run ahead; a GPU's consecutive slots become one LeaseGpu row.
+    """
+    slot = dt.timedelta(minutes=lease.round.slot_minutes)
+    n = int((lease.end - lease.start) / slot)
+    candidates = list(
         Gpu.objects.filter(host__cluster=offer.cluster, gpu_model=offer.gpu_model)
-        .exclude(pk__in=busy)
         .order_by("uuid")
-        .values_list("pk", flat=True)[:gpus]
+        .values_list("pk", flat=True)
     )
-    if len(free) < gpus:
-        raise ClearingError(
-            f"offer {offer.pk} has only {len(free)} free GPUs for lease of bid {lease.bid_id} ({gpus} needed)"
+    busy = {g: [False] * n for g in candidates}
+    rows = LeaseGpu.objects.filter(gpu_id__in=candidates, start__lt=lease.end, end__gt=lease.start)
+    for gpu_id, start, end in rows.values_list("gpu_id", "start", "end"):
+        first = max(int((start - lease.start) / slot), 0)
+        last = min(-int(-(end - lease.start) / slot), n)  # ceil: a partly busy slot is busy
+        for k in range(first, last):
+            busy[gpu_id][k] = True
+
+    def run_from(g: int, k: int) -> int:
+        length = 0
+        while k + length < n and not busy[g][k + length]:
+            length += 1
+        return length
+
+    chosen: list[list[int]] = []
+    previous: list[int] = []
+    for k in range(n):
+        keep = [g for g in previous if not busy[g][k]]
+        others = sorted(
+            (g for g in candidates if not busy[g][k] and g not in keep), key=lambda g: -run_from(g, k)
         )
-    LeaseGpu.objects.bulk_create(
-        LeaseGpu(lease=lease, source=source, gpu_id=gpu_id, start=lease.start, end=lease.end)
-        for gpu_id in free
-    )
+        picked = (keep + others)[:gpus]
+        if len(picked) < gpus:
+            raise ClearingError(
+                f"offer {offer.pk} has only {len(picked)} free GPUs in slot {k} for lease of bid "
+                f"{lease.bid_id} ({gpus} needed)"
+            )
+        chosen.append(picked)
+        previous = picked
+    segments: list[LeaseGpu] = []
+    open_since: dict[int, int] = {}
+    for k in range(n + 1):
+        now_set = set(chosen[k]) if k < n else set()
+        for g in [g for g in open_since if g not in now_set]:
+            segments.append(
+                LeaseGpu(
+                    lease=lease,
+                    source=source,
+                    gpu_id=g,
+                    start=lease.start + open_since.pop(g) * slot,
+                    end=lease.start + k * slot,
+                )
+            )
+        for g in now_set:
+            open_since.setdefault(g, k)
+    LeaseGpu.objects.bulk_create(segments)
 
 
 def _notify(team: Team, round_: Round, event: str, key: str, payload: dict[str, Any]) -> None:

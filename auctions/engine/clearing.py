@@ -179,7 +179,8 @@ def clear_component(rnd: Round, *, time_limit: float | None, gap: float, solver:
                     alloc = cand
             if solver.upper() == "HIGHS" and deadline is not None:
                 t_lns = time.perf_counter()
-                stop = deadline - 0.05 * (deadline - t0)
+                # pricing and assembly after the search: ~1.5% of the budget on xlarge-41
+                stop = deadline - 0.02 * (deadline - t0) - 1.0
                 alloc = lns.improve(mk, alloc, deadline=stop, gap=gap, valid=_valid, restrict=_restrict)
                 mip_s = time.perf_counter() - t_lns
             else:
@@ -485,7 +486,8 @@ def clear(
             budgets.append(None)
         else:
             share = min(1.0, s / total * max(n_workers, 1)) if len(parts) > 1 else 1.0
-            budgets.append(max(time_limit * 0.92 * share, 0.2))
+            # keep back time for process start-up (several parts) or pricing and assembly (one)
+            budgets.append(max(time_limit * (0.92 if len(parts) > 1 else 0.97) * share, 0.2))
     pieces: list[dict[str, Any] | None] = [None] * len(parts)
     try:
         big = [i for i in order if sizes[i] > 0]

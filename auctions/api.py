@@ -162,11 +162,16 @@ class RoundDetailApi(APIView):
 
 
 class PriceQuery(serializers.Serializer[Any]):
-    gpu_model = serializers.CharField(required=False, max_length=64)
-    cluster = serializers.CharField(required=False, max_length=120, help_text="Cluster code `team/name`.")
-    start = serializers.DateTimeField(required=False, source="from", help_text="Slots at or after (UTC).")
-    end = serializers.DateTimeField(required=False, source="to", help_text="Slots before (UTC).")
-    bucket = serializers.ChoiceField(choices=["slot", "day"], default="slot")
+    """The price index's query parameters; `from` and `to` are Python keywords, hence get_fields."""
+
+    def get_fields(self) -> dict[str, serializers.Field[Any, Any, Any, Any]]:
+        return {
+            "gpu_model": serializers.CharField(required=False, max_length=64),
+            "cluster": serializers.CharField(required=False, max_length=120),
+            "from": serializers.DateTimeField(required=False),
+            "to": serializers.DateTimeField(required=False),
+            "bucket": serializers.ChoiceField(choices=["slot", "day"], default="slot"),
+        }
 
 
 class PriceOut(serializers.Serializer[Any]):
@@ -195,24 +200,10 @@ class PriceListApi(APIView):
     )
     def get(self, request: Request) -> Response:
         """The price index: clearing prices per model, cluster and slot (or day), cents per GPU-hour."""
-        raw = request.query_params
-        query = PriceQuery(
-            data={
-                k: v
-                for k, v in {
-                    "gpu_model": raw.get("gpu_model"),
-                    "cluster": raw.get("cluster"),
-                    "start": raw.get("from"),
-                    "end": raw.get("to"),
-                    "bucket": raw.get("bucket"),
-                }.items()
-                # An empty text filter is no filter; an empty time is still refused below.
-                if v is not None and (v != "" or k in {"start", "end"})
-            }
-        )
-        if not query.is_valid():
-            renamed = {{"start": "from", "end": "to"}.get(k, k): v for k, v in query.errors.items()}
-            raise serializers.ValidationError(renamed)
+        # An empty text filter is no filter; an empty time is still refused.
+        params = {k: v for k, v in request.query_params.items() if v != "" or k in {"from", "to"}}
+        query = PriceQuery(data=params)
+        query.is_valid(raise_exception=True)
         v = query.validated_data
         rows = selectors.price_index(
             gpu_model=v.get("gpu_model"),

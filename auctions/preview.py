@@ -19,34 +19,10 @@ from marketplace.errors import InvalidInput, NotFound
 from marketplace.models import GpuModel, Team
 from marketplace.specs import BidSpec
 
-from . import engine
+from . import engine, selectors
 from .models import Round, RoundStatus
 
 PREVIEW_ID = "preview"
-
-
-def _bid_document(spec: BidSpec, *, team: Team, round_: Round) -> dict[str, Any] | None:
-    """The bid as a gridx.round/v1 bid of `round_`, or None when its window misses the horizon."""
-    slot = dt.timedelta(minutes=round_.slot_minutes)
-    hs = round_.horizon_start
-    first = max(int((spec.earliest_start - hs) / slot), 0)
-    last = min(int((spec.latest_end - hs) / slot), round_.slots)
-    duration = spec.duration_hours * (60 // round_.slot_minutes)
-    if last - first < duration:
-        return None
-    doc: dict[str, Any] = {
-        "id": PREVIEW_ID,
-        "team": team.slug,
-        "gpu_models": sorted(set(spec.gpu_models)),
-        "gpus": spec.gpus,
-        "min_gpus": spec.min_gpus,
-        "duration_slots": duration,
-        "earliest_start_slot": first,
-        "latest_end_slot": last,
-        "colocate": spec.colocate,
-        "limit_cents_per_gpu_hour": spec.limit_cents_per_gpu_hour,
-    }
-    return doc
 
 
 def bid_preview(*, team: Team, spec: BidSpec) -> dict[str, Any]:
@@ -75,7 +51,9 @@ def bid_preview(*, team: Team, spec: BidSpec) -> dict[str, Any]:
         "detail": {},
         "status": "optimal",
     }
-    bid = _bid_document(spec, team=team, round_=round_)
+    bid = selectors.bid_document(
+        ref=PREVIEW_ID, team_slug=team.slug, gpu_models=list(spec.gpu_models), terms=spec, round_=round_
+    )
     if bid is None:
         hs = round_.horizon_start
         he = hs + round_.slots * dt.timedelta(minutes=round_.slot_minutes)

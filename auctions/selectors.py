@@ -8,7 +8,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections import defaultdict
-from typing import Any
+from typing import Any, Protocol
 
 from django.conf import settings
 from django.db.models import Avg, Count, Max, Min, Q, QuerySet, Sum
@@ -81,6 +81,50 @@ def _pieces(cap: list[int]) -> list[tuple[int, int, int]]:
     return runs
 
 
+class BidTerms(Protocol):
+    """What a round file needs of a bid: a stored Bid and a (frozen) BidSpec both have it."""
+
+    @property
+    def gpus(self) -> int: ...
+    @property
+    def min_gpus(self) -> int: ...
+    @property
+    def duration_hours(self) -> int: ...
+    @property
+    def earliest_start(self) -> dt.datetime: ...
+    @property
+    def latest_end(self) -> dt.datetime: ...
+    @property
+    def colocate(self) -> bool: ...
+    @property
+    def limit_cents_per_gpu_hour(self) -> int: ...
+
+
+def bid_document(
+    *, ref: str, team_slug: str, gpu_models: list[str], terms: BidTerms, round_: Round
+) -> dict[str, Any] | None:
+    """A bid as a gridx.round/v1 bid of `round_`, or None when its window cannot fit the horizon."""
+    slot = dt.timedelta(minutes=round_.slot_minutes)
+    hs = round_.horizon_start
+    first = max(int((terms.earliest_start - hs) / slot), 0)
+    last = min(int((terms.latest_end - hs) / slot), round_.slots)
+    duration = terms.duration_hours * (60 // round_.slot_minutes)
+    if last - first < duration:
+        return None
+    return {
+        "id": ref,
+        "team": team_slug,
+        "gpu_models": sorted(set(gpu_models)),
+        "gpus": terms.gpus,
+        "min_gpus": terms.min_gpus,
+        "duration_slots": duration,
+        "earliest_start_slot": first,
+        "latest_end_slot": last,
+        "colocate": terms.colocate,
+        "limit_cents_per_gpu_hour": terms.limit_cents_per_gpu_hour,
+    }
+
+
 def round_snapshot_build(*, round_: Round) -> tuple[dict[str, Any], list[Bid]]:
     """The frozen gridx.round/v1 document of the live book, and the bids it includes.
 
@@ -119,27 +163,18 @@ def round_snapshot_build(*, round_: Round) -> tuple[dict[str, Any], list[Bid]]:
         .prefetch_related("gpu_models")
         .order_by("pk")
     )
-    per_hour = 60 // slot_min
     bid_docs: list[dict[str, Any]] = []
     included: list[Bid] = []
     for bid in bids:
-        first = max(int((bid.earliest_start - hs) / slot), 0)
-        last = min(int((bid.latest_end - hs) / slot), round_.slots)
-        duration = bid.duration_hours * per_hour
-        if last - first < duration:
+        doc = bid_document(
+            ref=f"b{bid.pk}",
+            team_slug=bid.team.slug,
+            gpu_models=[m.name for m in bid.gpu_models.all()],
+            terms=bid,
+            round_=round_,
+        )
+        if doc is None:
             continue
-        doc: dict[str, Any] = {
-            "id": f"b{bid.pk}",
-            "team": bid.team.slug,
-            "gpu_models": sorted(m.name for m in bid.gpu_models.all()),
-            "gpus": bid.gpus,
-            "min_gpus": bid.min_gpus,
-            "duration_slots": duration,
-            "earliest_start_slot": first,
-            "latest_end_slot": last,
-            "colocate": bid.colocate,
-            "limit_cents_per_gpu_hour": bid.limit_cents_per_gpu_hour,
-        }
         if group := xor_group_of(bid):
             doc["xor_group"] = group
         bid_docs.append(doc)

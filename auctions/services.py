@@ -650,19 +650,23 @@ def lease_events_emit(*, now: dt.datetime | None = None) -> int:
     recent = now - dt.timedelta(days=1)
     sent = 0
     for event, field in (("lease.started", "start"), ("lease.ended", "end")):
-        leases = Lease.objects.filter(**{f"{field}__lte": now, f"{field}__gt": recent}).select_related(
-            "team", "round"
+        suffix = event.split(".")[1]
+        leases = list(
+            Lease.objects.filter(**{f"{field}__lte": now, f"{field}__gt": recent}).select_related(
+                "team", "round"
+            )
         )
+        keys = {lease.pk: f"lease:{lease.pk}:{suffix}" for lease in leases}
+        done = set(Notification.objects.filter(key__in=keys.values()).values_list("key", flat=True))
         for lease in leases:
-            key = f"lease:{lease.pk}:{event.split('.')[1]}"
-            if Notification.objects.filter(key=key).exists():
+            if keys[lease.pk] in done:
                 continue
             with transaction.atomic():
                 _notify(
                     lease.team,
                     lease.round,
                     event,
-                    key,
+                    keys[lease.pk],
                     {"lease": lease.pk, "start": selectors.iso(lease.start), "end": selectors.iso(lease.end)},
                 )
             sent += 1

@@ -16,8 +16,16 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from . import selectors, services
-from .api_auth import HasScope, acting_team, request_actor
-from .api_support import READ_ERRORS, WRITE_ERRORS, StrictCharField, idempotent, paginated, problems
+from .api_auth import HasScope, acting_team, expires_in, request_actor
+from .api_support import (
+    READ_ERRORS,
+    WRITE_ERRORS,
+    IdCursorPagination,
+    StrictCharField,
+    idempotent,
+    paginated,
+    problems,
+)
 from .errors import PermissionDenied
 from .models import ApiKey, Cluster, Gpu, Host, Role, Scope, WebhookDelivery, WebhookEndpoint, WebhookEvent
 
@@ -264,8 +272,6 @@ class ApiKeyListApi(APIView):
         _require_session_owner(request)
         data = ApiKeyIn(data=request.data)
         data.is_valid(raise_exception=True)
-        from .api_auth import expires_in
-
         v = data.validated_data
         key, raw = services.api_key_create(
             team=acting_team(request),
@@ -425,8 +431,6 @@ class WebhookDeliveryListApi(APIView):
         """The delivery log of one endpoint, newest first, with cursor pagination."""
         team = acting_team(request)
         selectors.webhook_endpoint_get(team=team, endpoint_id=endpoint_id)
-        from .api_support import IdCursorPagination
-
         paginator = IdCursorPagination()
         page = paginator.paginate_queryset(
             selectors.webhook_delivery_list(team=team, endpoint_id=endpoint_id), request, view=self

@@ -168,7 +168,6 @@ def HasScope(scope: str) -> type[permissions.BasePermission]:  # noqa: N802 - re
             return True
 
     _HasScope.__name__ = _HasScope.__qualname__ = f"HasScope[{scope}]"
-    _HasScope.scope = scope  # type: ignore[attr-defined]
     return _HasScope
 
 

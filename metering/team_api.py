@@ -67,16 +67,21 @@ class TokenOut(serializers.Serializer[Any]):
     expires_at = serializers.DateTimeField()
 
 
+def _token_response(issued: services.IssuedToken) -> Response:
+    return Response({"token": issued.token, "host": issued.host_id, "expires_at": issued.expires_at}, 201)
+
+
 class EnrolmentTokenApi(APIView):
     permission_classes = [HasScope(Scope.INVENTORY_WRITE)]
 
     @extend_schema(tags=["metering"], request=None, responses={201: TokenOut, **problems(*WRITE_ERRORS, 404)})
     def post(self, request: Request, host_id: int) -> Response:
         """A single-use, expiring enrolment token for the metering agent of one of your hosts."""
-        issued = services.enrolment_token_create(
-            team=acting_team(request), actor=request_actor(request), host_id=host_id
+        return _token_response(
+            services.enrolment_token_create(
+                team=acting_team(request), actor=request_actor(request), host_id=host_id
+            )
         )
-        return Response({"token": issued.token, "host": issued.host_id, "expires_at": issued.expires_at}, 201)
 
 
 class KeyRotateApi(APIView):
@@ -85,8 +90,9 @@ class KeyRotateApi(APIView):
     @extend_schema(tags=["metering"], request=None, responses={201: TokenOut, **problems(*WRITE_ERRORS, 404)})
     def post(self, request: Request, host_id: int) -> Response:
         """Start a key rotation: a token for `gridx-agent enroll --force`; the old key works until then."""
-        issued = services.key_rotate(team=acting_team(request), actor=request_actor(request), host_id=host_id)
-        return Response({"token": issued.token, "host": issued.host_id, "expires_at": issued.expires_at}, 201)
+        return _token_response(
+            services.key_rotate(team=acting_team(request), actor=request_actor(request), host_id=host_id)
+        )
 
 
 class RevokedOut(serializers.Serializer[Any]):

@@ -21,7 +21,7 @@ from django.utils import timezone
 
 from marketplace.models import ApiKey, Scope
 
-from .conftest import World, bid_body, iso, key_client, session_client
+from .conftest import H, World, bid_body, iso, key_client, session_client
 
 CALLERS = ["own", "other", "key+", "key-", "revoked", "staff", "anon"]
 
@@ -110,8 +110,8 @@ def _body(method: str, path: str, world: World) -> dict[str, Any] | None:
             "cluster": acme.cluster.pk,
             "gpu_model": "H100-SXM-80GB",
             "gpus": 4,
-            "start": iso(start + 24 * world_hours()),
-            "end": iso(start + 30 * world_hours()),
+            "start": iso(start + 24 * H),
+            "end": iso(start + 30 * H),
             "reserve_cents_per_gpu_hour": 210,
         },
         "/api/v1/clusters": {"name": "new-cluster", "region": "eu-west", "interconnect": "infiniband"},
@@ -125,12 +125,6 @@ def _body(method: str, path: str, world: World) -> dict[str, Any] | None:
         "/api/v1/webhooks": {"url": "http://127.0.0.1:9/other", "events": ["bid.lost"]},
     }
     return bodies.get(path)
-
-
-def world_hours():
-    import datetime as dt
-
-    return dt.timedelta(hours=1)
 
 
 def _client(caller: str, scope: str, world: World):

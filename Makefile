@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: demo test install install-dev services lint typecheck migrations-check pytest bench bench-metering bench-api clean
+.PHONY: demo test install install-dev services browser lint typecheck migrations-check pytest bench bench-metering bench-api clean
 
 $(UV):
 	$(PYTHON) -m venv .tools/uv
@@ -15,15 +15,21 @@ $(UV):
 # The lock file pins every version; --frozen refuses to run if pyproject and lock disagree.
 install: $(UV)
 	$(UV) sync --frozen --inexact --python $(PYTHON)
+	$(BIN)/python scripts/fetch_static.py
 
 install-dev: $(UV)
 	$(UV) sync --frozen --extra dev --python $(PYTHON)
+	$(BIN)/python scripts/fetch_static.py
 
 demo: install
 	$(BIN)/gridx demo
 
 services:
 	scripts/ensure-services.sh
+
+# Debian's chromium for the browser tests (tests/e2e), driven by Playwright with executable_path.
+browser:
+	scripts/ensure-chromium.sh
 
 lint: install-dev
 	$(BIN)/ruff format --check .
@@ -35,7 +41,7 @@ typecheck: install-dev
 migrations-check: install-dev services
 	DJANGO_SETTINGS_MODULE=config.settings.test $(BIN)/python manage.py makemigrations --check --dry-run
 
-pytest: install-dev services
+pytest: install-dev services browser
 	$(BIN)/pytest
 
 test: install-dev services lint typecheck migrations-check pytest

@@ -22,6 +22,7 @@ from rest_framework.request import Request
 from . import services
 from .errors import InvalidInput, NotFound
 from .models import ApiKey, Membership, Role, Scope, Team, User
+from .web import SESSION_TEAM
 
 ROLE_SCOPES: dict[str, frozenset[str]] = {
     Role.OWNER: frozenset(Scope.values),
@@ -101,6 +102,12 @@ class ApiKeyScheme(OpenApiAuthenticationExtension):  # type: ignore[no-untyped-c
         }
 
 
+def _session_team(request: Request) -> int | None:
+    session = getattr(request._request, "session", None)
+    value = session.get(SESSION_TEAM) if session is not None else None
+    return value if isinstance(value, int) else None
+
+
 def acting_team(request: Request) -> Team:
     """The team a request acts for: the key's, or the session user's chosen team."""
     cached = getattr(request, "_gridx_team", None)
@@ -118,6 +125,11 @@ def acting_team(request: Request) -> Team:
             membership = memberships.filter(team__slug=slug).first()
             if membership is None:
                 raise NotFound(f"team {slug!r} not found")
+        elif (session_team := _session_team(request)) is not None:
+            # The web UI's own htmx calls act for the team chosen in the header.
+            membership = memberships.filter(team_id=session_team).first()
+            if membership is None:
+                raise NotFound("you no longer belong to the team chosen in this session")
         else:
             found = list(memberships[:2])
             if not found:

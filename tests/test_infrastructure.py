@@ -41,8 +41,9 @@ def test_the_suite_runs_on_postgresql_and_redis():
 
 
 def test_production_settings_pass_the_deploy_check():
+    # Without DJANGO_ALLOW_ASYNC_UNSAFE, which tests/e2e sets for Playwright in this process only.
     env = {
-        **os.environ,
+        **{k: v for k, v in os.environ.items() if k != "DJANGO_ALLOW_ASYNC_UNSAFE"},
         "DJANGO_SETTINGS_MODULE": "config.settings.production",
         "SECRET_KEY": "k" * 64 + "-Zq9!x$Lw2@vB7#nR4%tY6^mE8&cU1*",
         "DATABASE_URL": "postgres://postgres:postgres@127.0.0.1:5432/test",

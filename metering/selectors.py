@@ -8,14 +8,15 @@ from datetime import datetime
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Q, QuerySet
+from django.db.models import Count, Max, Q, QuerySet
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from auctions.models import Lease, LeaseGpu
 from marketplace.errors import InvalidInput, NotFound
 from marketplace.models import Team
 
-from .models import Anomaly, AnomalyStatus
+from .models import Anomaly, AnomalyStatus, Envelope, HostKey, KeyStatus
 from .services import EPOCH, lease_gpu_delivery
 
 
@@ -135,3 +136,62 @@ def lease_usage(*, team: Team, lease_id: int, now: datetime | None = None) -> di
             for a in anomalies
         ],
     }
+
+
+@dataclass(frozen=True)
+class AgentHealth:
+    """What a seller sees of the metering agent on one host."""
+
+    host_id: int
+    enrolled: bool  # an active key exists
+    revoked: bool  # no active key and the latest one was revoked
+    agent_id: str
+    agent_version: str
+    enrolled_at: datetime | None
+    last_report_at: datetime | None  # when the last envelope was received, accepted or not
+    open_anomalies: int
+
+    def state(self, *, now: datetime, stale_after: dt.timedelta = dt.timedelta(minutes=5)) -> str:
+        """A badge word: reporting, stale, silent (enrolled, never reported), revoked or not_enrolled."""
+        if not self.enrolled:
+            return "revoked" if self.revoked else "not_enrolled"
+        if self.last_report_at is None:
+            return "silent"
+        return "reporting" if now - self.last_report_at <= stale_after else "stale"
+
+
+def host_agent_health(*, host_ids: list[int]) -> dict[int, AgentHealth]:
+    """Agent health of many hosts in three queries, whatever their number (the caller applies the team)."""
+    latest: dict[int, HostKey] = {}
+    for key in HostKey.objects.filter(host_id__in=host_ids).order_by("host_id", "-enrolled_at", "-id"):
+        latest.setdefault(key.host_id, key)  # an active key is the newest enrolment of its host
+    last_seen = dict(
+        Envelope.objects.filter(key__host_id__in=host_ids)
+        .values("key__host_id")
+        .annotate(last=Max("received_at"))
+        .values_list("key__host_id", "last")
+    )
+    anomalies = dict(
+        Anomaly.objects.filter(
+            Q(host_id__in=host_ids) | Q(gpu__host_id__in=host_ids), status=AnomalyStatus.OPEN
+        )
+        .annotate(h=Coalesce("host_id", "gpu__host_id"))
+        .values("h")
+        .annotate(n=Count("id"))
+        .values_list("h", "n")
+    )
+    out: dict[int, AgentHealth] = {}
+    for host_id in host_ids:
+        key = latest.get(host_id)
+        active = key is not None and key.status == KeyStatus.ACTIVE
+        out[host_id] = AgentHealth(
+            host_id=host_id,
+            enrolled=active,
+            revoked=key is not None and key.status == KeyStatus.REVOKED,
+            agent_id=key.agent_id if key else "",
+            agent_version=key.agent_version if key else "",
+            enrolled_at=key.enrolled_at if key else None,
+            last_report_at=last_seen.get(host_id),
+            open_anomalies=anomalies.get(host_id, 0),
+        )
+    return out

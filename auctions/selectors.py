@@ -363,3 +363,33 @@ def lease_get_either(*, team: Team, lease_id: int) -> Lease:
     if lease is None:
         raise NotFound(f"lease {lease_id} not found")
     return lease
+
+
+# --- the buyer's web pages (auctions/views.py) -------------------------------------------------
+
+
+def bid_rows_for_team(*, team: Team, status: str | None = None) -> QuerySet[Bid]:
+    """The team's bids, newest first, each with its models, outcomes (oldest round first) and lease:
+    a fixed number of queries for a page of any size."""
+    from django.db.models import Prefetch
+
+    from marketplace.selectors import bid_list
+
+    outcomes = BidOutcome.objects.select_related("round").order_by("round__number")
+    return (
+        bid_list(team=team, status=status)
+        .select_related("lease")
+        .prefetch_related(Prefetch("outcomes", queryset=outcomes))
+        .order_by("-created_at", "-id")
+    )
+
+
+def lease_list_for_buyer(*, team: Team) -> QuerySet[Lease]:
+    """Leases the team bought, newest first, with the verified delivered milliseconds so far
+    (`delivered_ms`, summed over metering's per-GPU delivery results; None before any report)."""
+    return (
+        Lease.objects.filter(team=team)
+        .select_related("round", "gpu_model")
+        .annotate(delivered_ms=Sum("deliveries__delivered_ms"))
+        .order_by("-start", "-id")
+    )

@@ -11,12 +11,13 @@ from collections import defaultdict
 from typing import Any, Protocol
 
 from django.conf import settings
-from django.db.models import Avg, Count, Max, Min, Q, QuerySet, Sum
+from django.db.models import Avg, Count, Max, Min, Prefetch, Q, QuerySet, Sum
 from django.db.models import F as models_F
 from django.db.models.functions import TruncDay
 
 from marketplace.errors import NotFound
 from marketplace.models import Bid, BidStatus, Offer, OfferStatus, Team
+from marketplace.selectors import bid_list
 
 from .models import BidOutcome, Lease, LeaseSource, PricePoint, Round, RoundStatus
 
@@ -371,10 +372,6 @@ def lease_get_either(*, team: Team, lease_id: int) -> Lease:
 def bid_rows_for_team(*, team: Team, status: str | None = None) -> QuerySet[Bid]:
     """The team's bids, newest first, each with its models, outcomes (oldest round first) and lease:
     a fixed number of queries for a page of any size."""
-    from django.db.models import Prefetch
-
-    from marketplace.selectors import bid_list
-
     outcomes = BidOutcome.objects.select_related("round").order_by("round__number")
     return (
         bid_list(team=team, status=status)

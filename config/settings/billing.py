@@ -24,6 +24,9 @@ if BILLING_PERIOD not in {"daily", "weekly"}:
 BILLING_SUSPEND_AFTER_DAYS = env_int("BILLING_SUSPEND_AFTER_DAYS", 3, minimum=0)
 # Console credits and refunds above this amount need a second staff member's approval.
 BILLING_APPROVAL_THRESHOLD_CENTS = env_int("BILLING_APPROVAL_THRESHOLD_CENTS", 50_000, minimum=0)
+# Move buyers' under-delivery (SLA) credits onto the sellers who served the lease when the
+# invoice is paid (`clawback:stmt:{id}`); off: the platform funds them (docs/billing.md).
+BILLING_SELLER_CLAWBACK = env_bool("BILLING_SELLER_CLAWBACK", False)
 # Stripe's address; empty means real Stripe. The demo and tests point it at the local stand-in.
 STRIPE_API_BASE = os.environ.get("STRIPE_API_BASE", "")
 # Webhook signatures older than this are refused (Stripe's own default).

@@ -42,6 +42,7 @@ from .models import (
     Host,
     IdempotencyRecord,
     Interconnect,
+    Invitation,
     Membership,
     Offer,
     OfferStatus,
@@ -958,3 +959,164 @@ def idempotency_prune(*, now: dt.datetime | None = None) -> int:
     cutoff = (now or timezone.now()) - dt.timedelta(hours=int(settings.IDEMPOTENCY_TTL_HOURS))
     deleted, _ = IdempotencyRecord.objects.filter(created_at__lt=cutoff).delete()
     return deleted
+
+
+# --- Accounts, members and invitations (web UI) ------------------------------------------------
+
+INVITATION_TTL = dt.timedelta(days=7)
+
+
+def invitation_token_hash(raw: str) -> str:
+    return hashlib.sha256(raw.encode()).hexdigest()
+
+
+@transaction.atomic
+def account_create(*, email: str, password: str) -> User:
+    """Sign a person up by email; the password must pass the configured validators."""
+    from django.contrib.auth.password_validation import validate_password
+    from django.core.exceptions import ValidationError
+    from django.core.validators import validate_email
+
+    email = (email or "").strip().lower()
+    errors: list[FieldError] = []
+    try:
+        validate_email(email)
+    except ValidationError:
+        errors.append(FieldError("email", "invalid", "enter an email address such as ada@example.com"))
+    else:
+        if User.objects.filter(email__iexact=email).exists():
+            errors.append(
+                FieldError("email", "taken", "an account with this email exists already; log in instead")
+            )
+    try:
+        validate_password(password or "", user=User(email=email))
+    except ValidationError as refused:
+        errors.extend(FieldError("password", "weak", message) for message in refused.messages)
+    if errors:
+        raise InvalidInput(errors)
+    try:
+        with transaction.atomic():
+            return User.objects.create_user(email=email, password=password)
+    except IntegrityError:
+        raise InvalidInput.one("email", "taken", "an account with this email exists already") from None
+
+
+@transaction.atomic
+def invitation_create(
+    *, team: Team, actor: User | None, email: str, role: str, now: dt.datetime | None = None
+) -> tuple[Invitation, str]:
+    """Invite `email` to `team` with `role`; returns the invitation and its raw token (shown once)."""
+    from django.core.exceptions import ValidationError
+    from django.core.validators import validate_email
+
+    _require_role(team=team, actor=actor, roles=(Role.OWNER,), action="inviting members")
+    email = (email or "").strip().lower()
+    errors: list[FieldError] = []
+    try:
+        validate_email(email)
+    except ValidationError:
+        errors.append(FieldError("email", "invalid", "enter an email address such as ada@example.com"))
+    if role not in Role.values:
+        errors.append(FieldError("role", "invalid_choice", f"choose one of {', '.join(Role.values)}"))
+    if not errors and Membership.objects.filter(team=team, user__email__iexact=email).exists():
+        errors.append(FieldError("email", "member", f"{email} is already a member of {team.name}"))
+    if errors:
+        raise InvalidInput(errors)
+    raw = secrets.token_urlsafe(32)
+    invitation = Invitation.objects.create(
+        team=team,
+        email=email,
+        role=role,
+        token_sha256=invitation_token_hash(raw),
+        created_by=actor,
+        expires_at=(now or timezone.now()) + INVITATION_TTL,
+    )
+    return invitation, raw
+
+
+@transaction.atomic
+def invitation_accept(*, token: str, user: User, now: dt.datetime | None = None) -> Membership:
+    """Join the invitation's team with its role; the link works once, before it expires, for its email."""
+    now = now or timezone.now()
+    invitation = (
+        Invitation.objects.select_for_update()
+        .select_related("team")
+        .filter(token_sha256=invitation_token_hash(token or ""))
+        .first()
+    )
+    if invitation is None:
+        raise NotFound("this invitation link is not valid; ask the team's owner for a new one")
+    if invitation.accepted_at is not None:
+        raise Conflict("this invitation link has been used already; each link works once", code="used")
+    if invitation.revoked_at is not None:
+        raise Conflict("this invitation was withdrawn by the team's owner", code="revoked")
+    if invitation.expires_at <= now:
+        raise Conflict(
+            f"this invitation expired on {invitation.expires_at:%Y-%m-%d %H:%M} UTC; "
+            "ask the team's owner for a new link",
+            code="expired",
+        )
+    if invitation.email != user.email.lower():
+        raise PermissionDenied(
+            f"this invitation is for {invitation.email}, but you are signed in as {user.email}; "
+            "log in with the invited address"
+        )
+    if Membership.objects.filter(team=invitation.team, user=user).exists():
+        raise Conflict(f"you are already a member of {invitation.team.name}", code="member")
+    membership = Membership.objects.create(team=invitation.team, user=user, role=invitation.role)
+    invitation.accepted_at = now
+    invitation.accepted_by = user
+    invitation.save(update_fields=["accepted_at", "accepted_by"])
+    return membership
+
+
+@transaction.atomic
+def invitation_revoke(*, team: Team, actor: User | None, invitation_id: int) -> Invitation:
+    """Withdraw a pending invitation so its link stops working."""
+    _require_role(team=team, actor=actor, roles=(Role.OWNER,), action="withdrawing invitations")
+    invitation = Invitation.objects.select_for_update().filter(team=team, pk=invitation_id).first()
+    if invitation is None:
+        raise NotFound(f"invitation {invitation_id} not found")
+    if invitation.accepted_at is None and invitation.revoked_at is None:
+        invitation.revoked_at = timezone.now()
+        invitation.save(update_fields=["revoked_at"])
+    return invitation
+
+
+def _team_membership(team: Team, membership_id: int) -> Membership:
+    membership = (
+        Membership.objects.select_for_update()
+        .select_related("user")
+        .filter(team=team, pk=membership_id)
+        .first()
+    )
+    if membership is None:
+        raise NotFound(f"member {membership_id} not found")
+    return membership
+
+
+@transaction.atomic
+def member_role_change(*, team: Team, actor: User | None, membership_id: int, role: str) -> Membership:
+    """Change a member's role; the last owner cannot stop being one."""
+    _require_role(team=team, actor=actor, roles=(Role.OWNER,), action="changing roles")
+    membership = _team_membership(team, membership_id)
+    return member_add(team=team, actor=None, user=membership.user, role=role)
+
+
+@transaction.atomic
+def member_remove(*, team: Team, actor: User | None, membership_id: int) -> Membership:
+    """Remove a member (owners), or leave the team yourself; a team always keeps an owner."""
+    membership = _team_membership(team, membership_id)
+    if actor is None or membership.user_id != actor.pk:
+        _require_role(team=team, actor=actor, roles=(Role.OWNER,), action="removing members")
+    if membership.role == Role.OWNER:
+        # Lock every owner row so two owners removing each other cannot both succeed.
+        owners = list(Membership.objects.select_for_update().filter(team=team, role=Role.OWNER))
+        if len(owners) <= 1:
+            raise Conflict(
+                f"{membership.user.email} is the only owner of {team.name}; "
+                "make another member an owner first",
+                code="last_owner",
+            )
+    membership.delete()
+    return membership

@@ -6,7 +6,10 @@ A selector never returns another team's orders or inventory: an object of anothe
 
 from __future__ import annotations
 
-from django.db.models import Count, QuerySet, Sum
+import datetime as dt
+import hashlib
+
+from django.db.models import Case, Count, IntegerField, QuerySet, Sum, Value, When
 
 from .errors import NotFound
 from .models import (
@@ -17,9 +20,11 @@ from .models import (
     Gpu,
     GpuModel,
     Host,
+    Invitation,
     Membership,
     Offer,
     OfferStatus,
+    Role,
     Team,
     User,
     WebhookDelivery,
@@ -171,3 +176,32 @@ def cluster_gpu_counts() -> dict[int, dict[str, int]]:
     for row in rows:
         counts.setdefault(row["host__cluster_id"], {})[row["gpu_model__name"]] = row["n"]
     return counts
+
+
+# --- Members and invitations (web UI) ----------------------------------------------------------
+
+
+def member_list(*, team: Team) -> QuerySet[Membership]:
+    """The team's members with their users, owners first, then by email."""
+    return (
+        Membership.objects.filter(team=team)
+        .select_related("user")
+        .annotate(
+            rank=Case(When(role=Role.OWNER, then=Value(0)), default=Value(1), output_field=IntegerField())
+        )
+        .order_by("rank", "user__email")
+    )
+
+
+def invitation_list_pending(*, team: Team, now: dt.datetime) -> QuerySet[Invitation]:
+    """Invitations not yet used, withdrawn or expired."""
+    return Invitation.objects.filter(
+        team=team, accepted_at__isnull=True, revoked_at__isnull=True, expires_at__gt=now
+    ).select_related("created_by")
+
+
+def invitation_by_token(*, token: str) -> Invitation | None:
+    """The invitation a link's token names (any state), with its team; None for an unknown token."""
+    # The same hash as services.invitation_token_hash: only hashes are stored.
+    digest = hashlib.sha256(token.encode()).hexdigest()
+    return Invitation.objects.select_related("team").filter(token_sha256=digest).first()

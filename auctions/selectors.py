@@ -390,3 +390,153 @@ def lease_list_for_buyer(*, team: Team) -> QuerySet[Lease]:
         .annotate(delivered_ms=Sum("deliveries__delivered_ms"))
         .order_by("-start", "-id")
     )
+
+
+# --- the public market page (aggregates only: no bid is ever shown) ------------------------------
+
+PRICE_RANGES = {"24h": dt.timedelta(hours=24), "7d": dt.timedelta(days=7), "30d": dt.timedelta(days=30)}
+
+
+def round_last_cleared() -> Round | None:
+    """The newest cleared round, without its (large) snapshot and result texts."""
+    return (
+        Round.objects.filter(status=RoundStatus.CLEARED)
+        .defer("snapshot", "result")
+        .order_by("-number")
+        .first()
+    )
+
+
+def round_prices_by_pair(*, round_: Round) -> list[dict[str, Any]]:
+    """A round's clearing prices per (model, cluster): mean, lowest and highest over its priced slots."""
+    rows = (
+        PricePoint.objects.filter(round=round_)
+        .values("gpu_model", "cluster_code")
+        .annotate(
+            mean=Avg("cents_per_gpu_hour"),
+            low=Min("cents_per_gpu_hour"),
+            high=Max("cents_per_gpu_hour"),
+            slots=Count("id"),
+        )
+        .order_by("gpu_model", "cluster_code")
+    )
+    return [
+        {
+            "gpu_model": r["gpu_model"],
+            "cluster": r["cluster_code"],
+            "mean_cents": round(r["mean"]),
+            "min_cents": r["low"],
+            "max_cents": r["high"],
+            "slots": r["slots"],
+        }
+        for r in rows
+    ]
+
+
+def price_pairs() -> list[tuple[str, str]]:
+    """Every (model, cluster) that has a published price, for the chart's filters."""
+    return list(
+        PricePoint.objects.values_list("gpu_model", "cluster_code")
+        .distinct()
+        .order_by("gpu_model", "cluster_code")
+    )
+
+
+def price_chart(
+    *, now: dt.datetime, range_key: str = "7d", gpu_model: str | None = None, cluster_code: str | None = None
+) -> dict[str, Any]:
+    """Clearing prices by delivery time around `now`, one series per (model, cluster).
+
+    Prices are published per delivery slot, and rounds sell slots days ahead, so the window is
+    `range` back (delivered) and `range` ahead (sold ahead); 30 days are bucketed by UTC day.
+    """
+    span = PRICE_RANGES.get(range_key, PRICE_RANGES["7d"])
+    rows = price_index(
+        gpu_model=gpu_model or None,
+        cluster_code=cluster_code or None,
+        since=now - span,
+        until=now + span,
+        bucket="day" if span > dt.timedelta(days=7) else "slot",
+        limit=20_000,
+    )
+    series: dict[tuple[str, str], list[list[int]]] = {}
+    for r in rows:
+        at = int(r["bucket_start"].timestamp() * 1000)
+        series.setdefault((r["gpu_model"], r["cluster"]), []).append([at, r["mean_cents_per_gpu_hour"]])
+    return {
+        "range": range_key if range_key in PRICE_RANGES else "7d",
+        "now": int(now.timestamp() * 1000),
+        "series": [
+            {"gpu_model": model, "cluster": cluster, "label": f"{model} · {cluster}", "points": points}
+            for (model, cluster), points in sorted(series.items())
+        ],
+    }
+
+
+def gpu_hours_per_round(*, limit: int = 30) -> list[dict[str, Any]]:
+    """GPU-hours traded in each of the last `limit` cleared rounds (0 for a round without trades)."""
+    numbers = list(
+        Round.objects.filter(status=RoundStatus.CLEARED)
+        .order_by("-number")
+        .values_list("number", flat=True)[:limit]
+    )
+    totals = dict.fromkeys(numbers, 0.0)
+    leases = Lease.objects.filter(round__number__in=numbers).values_list(
+        "round__number", "gpus", "start", "end"
+    )
+    for number, gpus, start, end in leases:
+        totals[number] += gpus * (end - start).total_seconds() / 3600
+    return [{"round": n, "gpu_hours": round(totals[n], 2)} for n in sorted(totals)]
+
+
+def supply_by_day(*, now: dt.datetime, days: int = 7) -> dict[str, Any]:
+    """GPU-hours still on offer per GPU model and UTC day over the coming `days` days.
+
+    Live offers' windows minus what earlier rounds already leased from them; sums over every
+    seller, so no single offer (and no bid) can be read from it.
+    """
+    first_day = now.astimezone(dt.UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    day_starts = [first_day + dt.timedelta(days=k) for k in range(days)]
+    start, end = max(now, first_day), first_day + dt.timedelta(days=days)
+
+    def spread(
+        totals: dict[str, list[float]], model: str, gpus: int, a: dt.datetime, b: dt.datetime, sign: int
+    ) -> None:
+        a, b = max(a, start), min(b, end)
+        if a >= b:
+            return
+        row = totals.setdefault(model, [0.0] * days)
+        for k, day in enumerate(day_starts):
+            lo, hi = max(a, day), min(b, day + dt.timedelta(days=1))
+            if lo < hi:
+                row[k] += sign * gpus * (hi - lo).total_seconds() / 3600
+
+    totals: dict[str, list[float]] = {}
+    offers = Offer.objects.filter(status=OfferStatus.LIVE, end__gt=start, start__lt=end).values_list(
+        "gpu_model__name", "gpus", "start", "end"
+    )
+    for model, gpus, a, b in offers:
+        spread(totals, model, gpus, a, b, +1)
+    sold = LeaseSource.objects.filter(
+        offer__status=OfferStatus.LIVE, lease__end__gt=start, lease__start__lt=end
+    ).values_list("offer__gpu_model__name", "gpus", "lease__start", "lease__end")
+    for model, gpus, a, b in sold:
+        spread(totals, model, gpus, a, b, -1)
+    return {
+        "days": [d.strftime("%a %d %b") for d in day_starts],
+        "series": [
+            {"gpu_model": model, "gpu_hours": [round(max(v, 0.0), 1) for v in row]}
+            for model, row in sorted(totals.items())
+            if any(v > 0 for v in row)
+        ],
+    }
+
+
+def round_list_reports() -> QuerySet[Round]:
+    """Past rounds (closed, clearing, cleared or failed), newest first, without snapshot and result."""
+    return Round.objects.exclude(status=RoundStatus.OPEN).defer("snapshot", "result").order_by("-number")
+
+
+def report_of(round_: Round) -> dict[str, Any]:
+    """A round's published report as a dict ({} before it is cleared)."""
+    return json.loads(round_.report) if round_.report else {}

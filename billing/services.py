@@ -17,7 +17,7 @@ from django.db import transaction
 from django.db.models import Sum
 from django.utils import timezone
 
-from auctions.models import Notification
+from auctions.models import LeaseSource, Notification
 from marketplace.errors import Conflict, InvalidInput, NotFound
 from marketplace.models import Team
 
@@ -33,14 +33,18 @@ from .models import (
     EventStatus,
     Invoice,
     InvoiceStatus,
+    LedgerTransaction,
     Payout,
     PayoutStatus,
+    Posting,
     SellerAccount,
     Statement,
     StatementPayable,
     StripeEvent,
     TransactionKind,
 )
+from .money import split_by_weights
+from .selectors import CLAWBACK_PREFIX
 from .stripe_gateway import GatewayError, PaymentDeclined, gateway
 
 log = logging.getLogger(__name__)
@@ -91,6 +95,21 @@ def seller_onboarding_link(*, team: Team, refresh_url: str, return_url: str) -> 
     return gateway().account_link_create(
         account=account.stripe_account_id, refresh_url=refresh_url, return_url=return_url
     )
+
+
+def seller_account_refresh(*, team: Team) -> SellerAccount | None:
+    """Ask Stripe for the team's account state now (a person just came back from onboarding)."""
+    account = SellerAccount.objects.filter(team=team).first()
+    if account is None:
+        return None
+    found = gateway().account_retrieve(account=account.stripe_account_id)
+    seller_account_sync(
+        stripe_account_id=account.stripe_account_id,
+        details_submitted=bool(found.get("details_submitted")),
+        payouts_enabled=bool(found.get("payouts_enabled")),
+    )
+    account.refresh_from_db()
+    return account
 
 
 def seller_account_sync(*, stripe_account_id: str, details_submitted: bool, payouts_enabled: bool) -> None:
@@ -251,6 +270,11 @@ def invoice_mark_paid(*, stripe_invoice_id: str, charge_id: str) -> Invoice | No
     )
     if not Invoice.objects.filter(team=invoice.team, status=InvoiceStatus.FAILED).exists():
         BillingStanding.objects.filter(team=invoice.team).update(failing_since=None, warned_at=None)
+    if settings.BILLING_SELLER_CLAWBACK:
+        for statement_id in (
+            Statement.objects.filter(invoice=invoice).exclude(credit_cents=0).values_list("pk", flat=True)
+        ):
+            statement_clawback(statement_id=statement_id)
     payouts_create(invoice=invoice)
     return invoice
 
@@ -293,13 +317,72 @@ def invoice_mark_failed(*, stripe_invoice_id: str, reason: str) -> Invoice | Non
 # --- payouts ------------------------------------------------------------------------------------------
 
 
+def statement_clawback(*, statement_id: int) -> LedgerTransaction | None:
+    """Take a statement's under-delivery credit back from the sellers who served the lease.
+
+    The buyer's SLA credit is first funded by the platform (the credits account, at statement
+    time); this moves it onto the sellers' payables, split by the lease's sources as the charge
+    was (`split_by_weights` on revenue, else GPUs). Keyed `clawback:stmt:{id}`, so it is posted
+    once; an adjustment statement's negative credit gives the money back the same way.
+    """
+    statement = Statement.objects.select_related("lease").get(pk=statement_id)
+    if statement.credit_cents == 0:
+        return None
+    sources = list(
+        LeaseSource.objects.filter(lease_id=statement.lease_id)
+        .select_related("offer__cluster__team")
+        .order_by("pk")
+    )
+    weights = [s.revenue_cents for s in sources]
+    if not any(weights):
+        weights = [s.gpus for s in sources]
+    shares: dict[int, int] = defaultdict(int)
+    teams: dict[int, Team] = {}
+    for source, cents in zip(sources, split_by_weights(statement.credit_cents, weights), strict=True):
+        team = source.offer.cluster.team
+        teams[team.pk] = team
+        shares[team.pk] += cents
+    currency = statement.currency
+    legs = [Leg(platform_account(kind=AccountKind.CREDITS, currency=currency), -statement.credit_cents)]
+    legs += [
+        Leg(team_account(team=teams[team_id], kind=AccountKind.PAYABLE, currency=currency), cents)
+        for team_id, cents in sorted(shares.items())
+    ]
+    return ledger_post(
+        key=f"{CLAWBACK_PREFIX}{statement.pk}",
+        kind=TransactionKind.OTHER,
+        legs=legs,
+        memo=f"clawback of the under-delivery credit on lease {statement.lease_id} {statement.day}",
+    )
+
+
+def clawbacks_of_invoice(*, invoice: Invoice) -> dict[int, int]:
+    """Cents taken back from each seller (team id) for the statements of one invoice."""
+    keys = [
+        f"{CLAWBACK_PREFIX}{pk}"
+        for pk in Statement.objects.filter(invoice=invoice).values_list("pk", flat=True)
+    ]
+    taken: dict[int, int] = defaultdict(int)
+    for team_id, cents in Posting.objects.filter(
+        transaction__idempotency_key__in=keys, account__kind=AccountKind.PAYABLE
+    ).values_list("account__team_id", "amount_cents"):
+        taken[team_id] += cents
+    return taken
+
+
 def payouts_create(*, invoice: Invoice) -> list[Payout]:
-    """One payout row per seller of a paid invoice, for the sum of its payables there."""
+    """One payout row per seller of a paid invoice: its payables there less any clawbacks there.
+
+    A seller whose clawbacks exceed its share gets no payout; the deficit stays on its payable
+    (which may go negative) until staff settle it.
+    """
     sums: dict[int, int] = defaultdict(int)
     for seller_id, cents in StatementPayable.objects.filter(statement__invoice=invoice).values_list(
         "seller_id", "payable_cents"
     ):
         sums[seller_id] += cents
+    for seller_id, cents in clawbacks_of_invoice(invoice=invoice).items():
+        sums[seller_id] -= cents
     made = []
     for seller_id, cents in sorted(sums.items()):
         if cents > 0:

@@ -95,6 +95,17 @@ class StripeGateway:
         obj = self._call(self.client.v1.checkout.sessions.create, params, key)
         return str(obj["id"]), str(obj["url"])
 
+    def customer_card(self, *, customer: str) -> dict[str, Any] | None:
+        """The customer's default payment method's card (`brand`, `last4`), or None when it has none."""
+        found = self._get(self.client.v1.customers.retrieve, customer)
+        method_id = (found.get("invoice_settings") or {}).get("default_payment_method")
+        if not method_id:
+            return None
+        if isinstance(method_id, dict):  # expanded already
+            return dict(method_id.get("card") or {})
+        method = self._get(self.client.v1.payment_methods.retrieve, str(method_id))
+        return dict(method.get("card") or {"brand": method.get("type", "card"), "last4": ""})
+
     def invoice_create(self, *, customer: str, currency: str, invoice_id: int, key: str) -> str:
         params = {
             "customer": customer,

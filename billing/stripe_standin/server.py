@@ -151,6 +151,7 @@ class StandIn:
         self.httpd = ThreadingHTTPServer((host, port), Handler)
         self.httpd.daemon_threads = True
         self._threads: list[threading.Thread] = []
+        self.return_urls: dict[str, str] = {}
 
     @property
     def url(self) -> str:
@@ -241,6 +242,7 @@ class StandIn:
         return [
             (r"/v1/customers", "POST", self._customer_create),
             (r"/v1/customers/([^/]+)", "GET", lambda p, i: s.get(i, "customer")),
+            (r"/v1/payment_methods/([^/]+)", "GET", lambda p, i: s.get(i, "payment_method")),
             (r"/v1/checkout/sessions", "POST", self._checkout_create),
             (r"/v1/checkout/sessions/([^/]+)", "GET", lambda p, i: s.get(i, "checkout.session")),
             (r"/v1/invoices", "POST", self._invoice_create),
@@ -293,7 +295,13 @@ class StandIn:
             invoice_settings={"default_payment_method": None, "custom_fields": None, "footer": None},
         )
         if self.demo:
-            pm = self.state.new("payment_method", "pm", type="card", customer=customer["id"])
+            pm = self.state.new(
+                "payment_method",
+                "pm",
+                type="card",
+                customer=customer["id"],
+                card={"brand": "visa", "last4": "4242"},
+            )
             customer["invoice_settings"]["default_payment_method"] = pm["id"]
         return customer
 
@@ -500,6 +508,8 @@ class StandIn:
     def _account_link(self, p: Json) -> Json:
         self._need(p, "account", "refresh_url", "return_url", "type")
         self.state.get(p["account"], "account")
+        # Where the person goes back to after onboarding in a browser (the _standin page).
+        self.return_urls[p["account"]] = p["return_url"]
         link: Json = copy.deepcopy(self.state.fixtures.get("account_link", {}))
         link.update(
             object="account_link",
@@ -630,8 +640,44 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (the base class's name)
         return
 
+    def _person_page(self, path: str) -> bool:
+        """In a browser, Checkout's and onboarding's URLs show a page where the person acts."""
+        if re.fullmatch(r"/_standin/checkout/[^/]+/complete", path):
+            title = "Save a card (Stripe stand-in)"
+            choices = (
+                '<button name="card" value="ok">Save a card that pays</button> '
+                '<button name="card" value="declined">Save a card that is declined</button>'
+            )
+        elif re.fullmatch(r"/_standin/accounts/[^/]+/onboard", path):
+            title = "Onboard to payouts (Stripe stand-in)"
+            choices = '<button name="onboard" value="yes">Submit details and enable payouts</button>'
+        else:
+            return False
+        page = (
+            f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{title}</title>'
+            '<meta name="viewport" content="width=device-width, initial-scale=1"></head>'
+            f'<body><h1>{title}</h1><form method="post" action="{path}">'
+            f'<input type="hidden" name="redirect" value="1">{choices}</form></body></html>'
+        ).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html; charset=utf-8")
+        self.send_header("Content-Length", str(len(page)))
+        self.end_headers()
+        self.wfile.write(page)
+        return True
+
+    def _back_to(self, path: str, answer: Json) -> str:
+        """Where a person's browser goes once the stand-in page is done (as Stripe sends it back)."""
+        if path.startswith("/_standin/checkout/"):
+            return str(answer.get("success_url") or "")
+        if path.startswith("/_standin/accounts/"):
+            return self.owner.return_urls.get(str(answer.get("id")), "")
+        return ""
+
     def _answer(self, method: str) -> None:
         parts = urlsplit(self.path)
+        if method == "GET" and self._person_page(parts.path):
+            return
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length).decode() if length else ""
         pairs = parse_qsl(parts.query, keep_blank_values=True) + parse_qsl(body, keep_blank_values=True)
@@ -646,6 +692,12 @@ class _Handler(BaseHTTPRequestHandler):
             status, answer = self.owner.handle(
                 method, parts.path, _nested(pairs), self.headers.get("Idempotency-Key") or ""
             )
+        if status == 200 and dict(pairs).get("redirect") and (target := self._back_to(parts.path, answer)):
+            self.send_response(303)
+            self.send_header("Location", target)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
         data = json.dumps(answer).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")

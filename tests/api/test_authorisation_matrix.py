@@ -69,6 +69,10 @@ GET    /api/v1/metering/leases/{lease}/usage market:read      200  200   200  40
 POST   /api/v1/metering/hosts/{host}/tokens  inventory:write  201  404   201  403  401     404   401
 POST   /api/v1/metering/hosts/{host}/rotate  inventory:write  201  404   201  403  401     404   401
 POST   /api/v1/metering/hosts/{host}/revoke  inventory:write  200  404   200  403  401     404   401
+GET    /api/v1/billing/statements            billing:read     403  403   200  403  401     404   401
+GET    /api/v1/billing/invoices              billing:read     403  403   200  403  401     404   401
+GET    /api/v1/billing/invoices/{invoice}    billing:read     403  403   200  403  401     404   401
+GET    /api/v1/billing/payouts               billing:read     403  403   200  403  401     404   401
 """
 # Notes on cells that are not the pattern:
 # - POST /offers, /hosts, /gpus by `other` name Acme's cluster/host: 422 "your team has no
@@ -77,6 +81,8 @@ POST   /api/v1/metering/hosts/{host}/revoke  inventory:write  200  404   200  40
 #   Beta's lease too.
 # - Keys are created and revoked by a team *owner* signed in; traders (of any team) and keys get 403
 #   before any lookup, so the answer reveals nothing about the key.
+# - /billing/*: money is need-to-know, so traders (own and other) lack billing:read (403); only
+#   owners and billing members hold it (another team's invoice is 404: tests/billing/test_team_api.py).
 # - staff: belonging to no team, every team-scoped endpoint answers 404 "you belong to no team".
 
 
@@ -161,8 +167,25 @@ def _fill(path: str, world: World) -> str:
         "endpoint": world.endpoint.pk,
         "delivery": world.delivery.pk,
         "host": world.acme.host.pk,
+        "invoice": _acme_invoice(world) if "{invoice}" in path else 0,
     }
     return re.sub(r"\{(\w+)\}", lambda m: str(values[m.group(1)]), path)
+
+
+def _acme_invoice(world: World) -> int:
+    """An invoice of Acme's (made in the cell's savepoint, so rolled back with it)."""
+    import datetime as dt
+
+    from billing.models import Invoice
+
+    day = world.start.date()
+    invoice, _ = Invoice.objects.get_or_create(
+        team=world.acme.team,
+        currency="usd",
+        period_start=day,
+        defaults={"period_end": day + dt.timedelta(days=1), "amount_cents": 1234},
+    )
+    return invoice.pk
 
 
 def _acme_ids(world: World) -> set[int]:
@@ -252,4 +275,5 @@ _NAMES = {
     "endpoint_id": "endpoint",
     "delivery_id": "delivery",
     "host_id": "host",
+    "invoice_id": "invoice",
 }

@@ -214,7 +214,7 @@ def test_a_round_cleared_twice_concurrently_creates_its_leases_once(live_market,
 def test_the_status_page_shows_cleared_rounds_and_their_report_hash(live_market, clock, client):
     round_ = close_and_clear(live_market.round, clock)
     page = client.get("/").content.decode()
-    assert f"<td>{round_.number}</td><td>cleared</td>" in page
+    assert f'href="/market/rounds/{round_.number}/"' in page and "cleared" in page
     assert round_.report_sha256[:14] in page
     assert f"b{live_market.bids['small'].pk}" not in page  # sealed: no bid appears
 

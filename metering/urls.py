@@ -1,5 +1,9 @@
-"""HTML routes (see config/urls.py for where they are mounted)."""
+"""HTML-side routes of metering (mounted at /usage/): data the web pages chart."""
 
-from django.urls import URLPattern, URLResolver
+from django.urls import URLPattern, URLResolver, path
 
-urlpatterns: list[URLPattern | URLResolver] = []
+from . import views
+
+urlpatterns: list[URLPattern | URLResolver] = [
+    path("leases/<int:lease_id>.json", views.lease_usage_json, name="usage-lease-json"),
+]

@@ -163,8 +163,8 @@ class AgentHealth:
 def host_agent_health(*, host_ids: list[int]) -> dict[int, AgentHealth]:
     """Agent health of many hosts in three queries, whatever their number (the caller applies the team)."""
     latest: dict[int, HostKey] = {}
-    for key in HostKey.objects.filter(host_id__in=host_ids).order_by("host_id", "-enrolled_at", "-id"):
-        latest.setdefault(key.host_id, key)  # an active key is the newest enrolment of its host
+    for row in HostKey.objects.filter(host_id__in=host_ids).order_by("host_id", "-enrolled_at", "-id"):
+        latest.setdefault(row.host_id, row)  # an active key is the newest enrolment of its host
     last_seen = dict(
         Envelope.objects.filter(key__host_id__in=host_ids)
         .values("key__host_id")

@@ -112,7 +112,7 @@ class PayoutOut(serializers.ModelSerializer[Payout]):
 
 def _page(view: APIView, request: Request, rows: Any, out: type[serializers.Serializer[Any]]) -> Response:
     paginator = IdCursorPagination()
-    page = paginator.paginate_queryset(rows, request, view=view)
+    page: list[Any] | None = paginator.paginate_queryset(rows, request, view=view)
     return paginator.get_paginated_response(out(page, many=True).data)
 
 

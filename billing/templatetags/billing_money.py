@@ -10,7 +10,7 @@ SYMBOLS = {"usd": "$", "eur": "€", "gbp": "£"}
 
 
 @register.filter
-def money(cents: int | None, currency: str = "usd") -> str:
+def money(cents: int | str | None, currency: str = "usd") -> str:
     """`123456|money:"usd"` -> "$1,234.56"; other currencies end with their code; negatives lead with −."""
     if cents is None or cents == "":
         return ""
@@ -24,7 +24,7 @@ def money(cents: int | None, currency: str = "usd") -> str:
 
 
 @register.filter
-def gpu_hours(gpu_seconds: int | None) -> str:
+def gpu_hours(gpu_seconds: int | str | None) -> str:
     """GPU-seconds as GPU-hours with two decimals (display only), e.g. 14400 -> "4.00"."""
     if gpu_seconds is None or gpu_seconds == "":
         return ""

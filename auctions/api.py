@@ -469,14 +469,8 @@ class BidBatchApi(APIView):
                 idempotency_key=key or uuid.uuid4().hex,
                 api_key=request_key(request),
             )
-            bids = list(
-                Bid.objects.filter(pk__in=[b.pk for b in result.bids])
-                .select_related("api_key")
-                .prefetch_related("gpu_models")
-            )
-            order = {b.pk: i for i, b in enumerate(result.bids)}
-            bids.sort(key=lambda b: order[b.pk])
-            body = {"round": result.round_number, "bids": BidOut(bids, many=True).data}
+            # The placed bids carry their models and key already (no query per bid).
+            body = {"round": result.round_number, "bids": BidOut(result.bids, many=True).data}
             return Response(body, status=201)
 
         return idempotent(request, team, handle)

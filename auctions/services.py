@@ -25,6 +25,7 @@ from marketplace import services as market
 from marketplace.errors import Conflict, NotFound
 from marketplace.models import ApiKey, Bid, BidStatus, Gpu, GpuModel, Offer, Team, User
 from marketplace.specs import BidSpec, OfferSpec
+from marketplace.transactions import step
 
 from . import merkle, selectors
 from .models import (
@@ -163,7 +164,7 @@ def _open_round_number() -> int | None:
     return Round.objects.filter(status=RoundStatus.OPEN).values_list("number", flat=True).first()
 
 
-@transaction.atomic
+@step
 def bid_submit(
     *, team: Team, actor: User | None, spec: BidSpec, idempotency_key: str, api_key: ApiKey | None = None
 ) -> Placed:
@@ -186,7 +187,7 @@ class PlacedBatch:
     round_number: int | None
 
 
-@transaction.atomic
+@step
 def bid_submit_batch(
     *,
     team: Team,
@@ -202,7 +203,7 @@ def bid_submit_batch(
     return PlacedBatch(bids=bids, round_number=_open_round_number())
 
 
-@transaction.atomic
+@step
 def bid_resubmit(
     *,
     team: Team,

@@ -12,8 +12,9 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from django.db import transaction
+from django.db import connection
 from django.http import Http404
+from django.utils import timezone
 from drf_spectacular.utils import OpenApiResponse, inline_serializer
 from rest_framework import exceptions, pagination, serializers
 from rest_framework.request import Request
@@ -22,6 +23,7 @@ from rest_framework.views import exception_handler as drf_exception_handler
 
 from .errors import DomainError, FieldError, IdempotencyConflict, InvalidInput, LimitExceeded
 from .models import IdempotencyRecord, Team
+from .transactions import request_transaction
 
 PROBLEM_TYPE = "https://gridx.dev/problems/"
 PROBLEM_CONTENT_TYPE = "application/problem+json"
@@ -133,24 +135,47 @@ def idempotency_key(request: Request) -> str | None:
     return key
 
 
+def _claim(team: Team, key: str, method: str, path: str, digest: str) -> IdempotencyRecord | None:
+    """Store a fresh record for (team, key) and return None, or return the existing one, locked.
+
+    On PostgreSQL one `INSERT … ON CONFLICT DO NOTHING`: a concurrent request with the same key
+    waits on the unique index until the first commits (then finds its record) or rolls back (then
+    inserts its own).
+    """
+    if connection.vendor == "postgresql":
+        table = connection.ops.quote_name(IdempotencyRecord._meta.db_table)
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"INSERT INTO {table} (team_id, key, method, path, request_sha256, status_code,"  # noqa: S608
+                " response_body, created_at) VALUES (%s, %s, %s, %s, %s, 0, '', %s)"
+                " ON CONFLICT (team_id, key) DO NOTHING RETURNING id",
+                [team.pk, key, method, path, digest, timezone.now()],
+            )
+            if cursor.fetchone() is not None:
+                return None
+        return IdempotencyRecord.objects.select_for_update().get(team=team, key=key)
+    record, created = IdempotencyRecord.objects.select_for_update().get_or_create(
+        team=team, key=key, defaults={"method": method, "path": path, "request_sha256": digest}
+    )
+    return None if created else record
+
+
 def idempotent(request: Request, team: Team, handler: Callable[[str | None], Response]) -> Response:
     """Run `handler` once per (team, Idempotency-Key); a retry gets the first response back.
 
-    The stored response and the handler's writes commit together. A concurrent retry blocks on the
-    record's unique index until the first commits, then replays it; the same key with another body
-    is a 409. A request that failed stored nothing, so its retry runs afresh.
+    The stored response and the handler's writes commit together, in one transaction in which the
+    services add no savepoints (`request_transaction`). A concurrent retry blocks on the record's
+    unique index until the first commits, then replays it; the same key with another body is a
+    409. A request that failed stored nothing, so its retry runs afresh.
     """
     key = idempotency_key(request)
     if key is None:
-        return handler(None)
+        with request_transaction():
+            return handler(None)
     digest = _request_digest(request)
-    with transaction.atomic():
-        record, created = IdempotencyRecord.objects.select_for_update().get_or_create(
-            team=team,
-            key=key,
-            defaults={"method": request.method or "", "path": request.path[:300], "request_sha256": digest},
-        )
-        if not created:
+    with request_transaction():
+        record = _claim(team, key, request.method or "", request.path[:300], digest)
+        if record is not None:
             if record.request_sha256 != digest:
                 raise IdempotencyConflict(key)
             return Response(
@@ -159,9 +184,9 @@ def idempotent(request: Request, team: Team, handler: Callable[[str | None], Res
                 headers={"Idempotent-Replayed": "true"},
             )
         response = handler(key)
-        record.status_code = response.status_code
-        record.response_body = json.dumps(response.data, default=str)
-        record.save(update_fields=["status_code", "response_body"])
+        IdempotencyRecord.objects.filter(team=team, key=key).update(
+            status_code=response.status_code, response_body=json.dumps(response.data, default=str)
+        )
     return response
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 from django.utils.text import slugify
@@ -56,6 +56,7 @@ from .models import (
     WebhookEvent,
 )
 from .specs import BidSpec, OfferSpec
+from .transactions import step
 
 TRADING_ROLES = (Role.OWNER, Role.TRADER)
 INVENTORY_ROLES = (Role.OWNER, Role.TRADER)
@@ -318,6 +319,24 @@ def offer_cancel(*, team: Team, actor: User | None, offer_id: int) -> Offer:
 
 # --- Bids -------------------------------------------------------------------------------------
 
+# The GPU catalogue changes only by migration (0002_seed_gpu_models): each process reads it once,
+# and again only when a bid names a model it has not seen (one added since), so placing a bid does
+# not read it. A model removed since is caught when the bid's model links are inserted.
+# The dict is replaced whole, never changed in place, so threads of one process share it safely.
+_CATALOGUE: list[dict[str, GpuModel]] = [{}]
+
+
+def _catalogue(wanted: Iterable[object] = ()) -> dict[str, GpuModel]:
+    models = _CATALOGUE[0]
+    if not models or any(isinstance(n, str) and n not in models for n in wanted):
+        models = _CATALOGUE[0] = {m.name: m for m in GpuModel.objects.all()}
+    return models
+
+
+def gpu_model_names(wanted: Iterable[object] = ()) -> set[str]:
+    """The catalogue's model names (cached per process; read again when `wanted` has a new name)."""
+    return set(_catalogue(wanted))
+
 
 def bid_spec_errors(
     spec: BidSpec, *, now: dt.datetime, prefix: str = "", known: set[str] | None = None
@@ -327,7 +346,7 @@ def bid_spec_errors(
     `known` is the catalogue's model names, when the caller checks many bids against one read.
     """
     if known is None:
-        known = set(GpuModel.objects.values_list("name", flat=True))
+        known = gpu_model_names(spec.gpu_models)
     max_gpus = int(settings.MAX_GPUS_PER_ORDER)
     max_hours = int(settings.MAX_HORIZON_DAYS) * 24
     p = prefix
@@ -383,15 +402,60 @@ def _lock_team_for_bids(team: Team) -> None:
     Team.objects.select_for_update().filter(pk=team.pk).values_list("pk", flat=True).get()
 
 
-def _check_open_bid_limit(team: Team, *, adding: int) -> None:
+def _book_for_insert(team: Team, *, keys: list[str], new: int) -> tuple[int, list[int], list[int] | None]:
+    """Under the team lock, in one round trip on PostgreSQL: the team's open bids (counted up to
+    MAX_OPEN_BIDS + 1, enough to apply the limit), the ids of its bids holding any of `keys`, and
+    `new` fresh bid ids from the table's sequence (None where the database cannot hand them out
+    before the insert), so a bid's receipt, which commits to its id, is written with the bid.
+
+    A statement after the lock sees every bid committed by the transactions it waited for, which
+    is why the count is not folded into the locking statement itself.
+    """
+    cap = int(settings.MAX_OPEN_BIDS) + 1
+    if connection.vendor == "postgresql":
+        table = connection.ops.quote_name(Bid._meta.db_table)
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT (SELECT count(*) FROM (SELECT 1 FROM {table} WHERE team_id = %s AND status = %s"  # noqa: S608
+                f" LIMIT %s) AS o), ARRAY(SELECT id FROM {table} WHERE team_id = %s"
+                " AND idempotency_key = ANY(%s)), ARRAY(SELECT nextval(pg_get_serial_sequence(%s, 'id'))"
+                " FROM generate_series(1, %s))",
+                [team.pk, BidStatus.OPEN, cap, team.pk, keys, Bid._meta.db_table, new],
+            )
+            row = cursor.fetchone()
+        return int(row[0]), list(row[1]), list(row[2])
+    open_now = Bid.objects.filter(team=team, status=BidStatus.OPEN)[:cap].count()
+    existing = list(Bid.objects.filter(team=team, idempotency_key__in=keys).values_list("pk", flat=True))
+    return open_now, existing, None
+
+
+def _allocate_bid_ids(n: int) -> list[int] | None:
+    """`n` fresh bid ids from the sequence, or None where the database cannot hand them out."""
+    if connection.vendor != "postgresql":
+        return None
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT nextval(pg_get_serial_sequence(%s, 'id')) FROM generate_series(1, %s)",
+            [Bid._meta.db_table, n],
+        )
+        return [int(r[0]) for r in cursor.fetchall()]
+
+
+def _check_open_bid_limit(open_now: int, *, adding: int) -> None:
     limit = int(settings.MAX_OPEN_BIDS)
-    open_now = Bid.objects.filter(team=team, status=BidStatus.OPEN).count()
     if open_now + adding > limit:
+        have = str(open_now) if open_now <= limit else f"more than {limit}"
         raise LimitExceeded(
-            f"your team has {open_now} open bids and the limit is {limit}; "
+            f"your team has {have} open bids and the limit is {limit}; "
             "cancel some or wait for the next round",
             code="too_many_open_bids",
         )
+
+
+def _bids_with_models(ids: list[int]) -> list[Bid]:
+    return list(
+        Bid.objects.filter(pk__in=ids).select_related("team", "api_key").prefetch_related("gpu_models")
+    )
 
 
 def _exposure_cents(spec: BidSpec) -> int:
@@ -458,6 +522,42 @@ def _new_bid(
     )
 
 
+def _link_models(bids: list[Bid], specs: list[BidSpec]) -> None:
+    """Insert the bids' model links (one statement on PostgreSQL, joined on the models' names) and
+    leave each bid's models in its prefetch cache, so reading them back costs no query."""
+    pairs = [
+        (bid.pk, name) for bid, spec in zip(bids, specs, strict=True) for name in sorted(set(spec.gpu_models))
+    ]
+    through = Bid.gpu_models.through
+    if connection.vendor == "postgresql":
+        bid_col = through._meta.get_field("bid").column
+        model_col = through._meta.get_field("gpumodel").column
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"INSERT INTO {connection.ops.quote_name(through._meta.db_table)} ({bid_col}, {model_col})"  # noqa: S608
+                f" SELECT v.bid_id, g.id FROM unnest(%s::bigint[], %s::text[]) AS v(bid_id, name)"
+                f" JOIN {connection.ops.quote_name(GpuModel._meta.db_table)} AS g ON g.name = v.name",
+                [[b for b, _ in pairs], [n for _, n in pairs]],
+            )
+            linked = cursor.rowcount
+    else:
+        by_name = {m.name: m.pk for m in GpuModel.objects.filter(name__in={n for _, n in pairs})}
+        rows = [through(bid_id=b, gpumodel_id=by_name[n]) for b, n in pairs if n in by_name]
+        through.objects.bulk_create(rows)
+        linked = len(rows)
+    if linked != len(pairs):
+        # The cached catalogue named a model the database no longer has.
+        _CATALOGUE[0] = {}
+        raise InvalidInput.one("gpu_models", "unknown_model", "a GPU model named here is no longer offered")
+    catalogue = _catalogue(n for _, n in pairs)
+    for bid, spec in zip(bids, specs, strict=True):
+        # What prefetch_related("gpu_models") leaves on an instance, filled from the catalogue.
+        models = bid.gpu_models.all()
+        models._result_cache = [catalogue[n] for n in sorted(set(spec.gpu_models))]
+        models._prefetch_done = True  # type: ignore[attr-defined]
+        bid._prefetched_objects_cache = {"gpu_models": models}  # type: ignore[attr-defined]
+
+
 def _create_bids(
     *,
     team: Team,
@@ -466,30 +566,33 @@ def _create_bids(
     keys: list[str],
     api_key: ApiKey | None = None,
     replaces: Bid | None = None,
+    ids: list[int] | None = None,
 ) -> list[Bid]:
-    """Insert bids with their model lists and receipts in a fixed number of queries."""
-    by_name = {m.name: m for m in GpuModel.objects.filter(name__in={n for s in specs for n in s.gpu_models})}
+    """Insert bids with their model lists and receipts in a fixed number of queries.
+
+    The receipt commits to the bid's id: with `ids` taken from the sequence beforehand (see
+    `_book_for_insert`) it is written with the bid; otherwise (SQLite) one UPDATE follows.
+    """
+    if ids is None:
+        ids = _allocate_bid_ids(len(specs))
     bids = [
         _new_bid(team=team, actor=actor, spec=spec, idempotency_key=key, api_key=api_key, replaces=replaces)
         for spec, key in zip(specs, keys, strict=True)
     ]
-    # The receipt commits to the bid's id, known only after the insert; the update that stores it
-    # is one statement for the whole batch.
+    if ids is not None:
+        for bid, spec, pk in zip(bids, specs, ids, strict=True):
+            bid.pk = pk
+            bid.receipt = receipts.receipt_of(
+                receipts.bid_receipt_document(bid, gpu_models=sorted(set(spec.gpu_models)))
+            )
     Bid.objects.bulk_create(bids)
-    through = Bid.gpu_models.through
-    through.objects.bulk_create(
-        [
-            through(bid_id=bid.pk, gpumodel_id=by_name[name].pk)
-            for bid, spec in zip(bids, specs, strict=True)
-            for name in sorted(set(spec.gpu_models))
-        ]
-    )
-    for bid, spec in zip(bids, specs, strict=True):
-        bid.team = team
-        bid.receipt = receipts.receipt_of(
-            receipts.bid_receipt_document(bid, gpu_models=sorted(set(spec.gpu_models)))
-        )
-    Bid.objects.bulk_update(bids, ["receipt"], batch_size=1000)
+    _link_models(bids, specs)
+    if ids is None:
+        for bid, spec in zip(bids, specs, strict=True):
+            bid.receipt = receipts.receipt_of(
+                receipts.bid_receipt_document(bid, gpu_models=sorted(set(spec.gpu_models)))
+            )
+        Bid.objects.bulk_update(bids, ["receipt"], batch_size=1000)
     return bids
 
 
@@ -512,7 +615,7 @@ def _check_key(idempotency_key: str) -> None:
         raise InvalidInput.one("idempotency_key", "invalid", "an idempotency key is 1 to 255 characters")
 
 
-@transaction.atomic
+@step
 def bid_place(
     *, team: Team, actor: User | None, spec: BidSpec, idempotency_key: str, api_key: ApiKey | None = None
 ) -> Bid:
@@ -520,22 +623,27 @@ def bid_place(
     _require_role(team=team, actor=actor, roles=TRADING_ROLES, action="placing bids")
     _check_key(idempotency_key)
     _lock_team_for_bids(team)
-    if existing := Bid.objects.filter(team=team, idempotency_key=idempotency_key).first():
-        if _bid_spec(existing) != spec.canonical():
+    open_now, existing, ids = _book_for_insert(team, keys=[idempotency_key], new=1)
+    if existing:
+        (bid,) = _bids_with_models(existing)
+        if _bid_spec(bid) != spec.canonical():
             raise IdempotencyConflict(idempotency_key)
-        return existing
+        return bid
     if errors := bid_spec_errors(spec, now=timezone.now()):
         raise InvalidInput(errors)
     _check_guards(team)
-    _check_open_bid_limit(team, adding=1)
+    _check_open_bid_limit(open_now, adding=1)
     _check_exposure(api_key, [spec])
-    return _create_bid(team=team, actor=actor, spec=spec, idempotency_key=idempotency_key, api_key=api_key)
+    (bid,) = _create_bids(
+        team=team, actor=actor, specs=[spec], keys=[idempotency_key], api_key=api_key, ids=ids
+    )
+    return bid
 
 
 MAX_BATCH_BIDS = 1000
 
 
-@transaction.atomic
+@step
 def bid_place_batch(
     *,
     team: Team,
@@ -558,15 +666,16 @@ def bid_place_batch(
         )
     keys = [f"{idempotency_key}#{i}" for i in range(len(specs))]
     _lock_team_for_bids(team)
-    existing = {b.idempotency_key: b for b in Bid.objects.filter(team=team, idempotency_key__in=keys)}
-    if existing:
+    open_now, existing_ids, ids = _book_for_insert(team, keys=keys, new=len(specs))
+    if existing_ids:
+        existing = {b.idempotency_key: b for b in _bids_with_models(existing_ids)}
         if len(existing) != len(specs) or any(
             _bid_spec(existing[key]) != spec.canonical() for key, spec in zip(keys, specs, strict=True)
         ):
             raise IdempotencyConflict(idempotency_key)
         return [existing[key] for key in keys]
     now = timezone.now()
-    known = set(GpuModel.objects.values_list("name", flat=True))
+    known = gpu_model_names(n for spec in specs for n in spec.gpu_models)
     errors = [
         e
         for i, spec in enumerate(specs)
@@ -575,9 +684,9 @@ def bid_place_batch(
     if errors:
         raise InvalidInput(errors)
     _check_guards(team)
-    _check_open_bid_limit(team, adding=len(specs))
+    _check_open_bid_limit(open_now, adding=len(specs))
     _check_exposure(api_key, specs)
-    return _create_bids(team=team, actor=actor, specs=specs, keys=keys, api_key=api_key)
+    return _create_bids(team=team, actor=actor, specs=specs, keys=keys, api_key=api_key, ids=ids)
 
 
 @transaction.atomic
@@ -598,7 +707,7 @@ def bid_cancel(*, team: Team, actor: User | None, bid_id: int) -> Bid:
     return bid
 
 
-@transaction.atomic
+@step
 def bid_replace(
     *,
     team: Team,

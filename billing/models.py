@@ -6,6 +6,9 @@ postings of one transaction sum to zero per currency, enforced by PostgreSQL (mi
 
 from __future__ import annotations
 
+import datetime as dt
+from typing import Any
+
 from django.conf import settings
 from django.db import models
 from django.db.models import F, Q
@@ -131,7 +134,9 @@ class StatementKind(models.TextChoices):
 
 
 class Statement(models.Model):
-    """What one lease owes for one UTC day, from verified delivery; final once posted.
+    """What one lease owes for one statement period (a UTC day by default), from verified delivery.
+
+    Final once posted.
 
     A regular statement has `seq` 0; late evidence adds adjustment statements (seq 1, 2, …) whose
     money fields are the change against everything stated before, never an edit. Delivery figures
@@ -141,6 +146,9 @@ class Statement(models.Model):
     lease = models.ForeignKey("auctions.Lease", on_delete=models.PROTECT, related_name="statements")
     team = models.ForeignKey(Team, on_delete=models.PROTECT, related_name="statements")
     day = models.DateField()
+    # The statement period's start: the day's midnight (UTC) unless BILLING_STATEMENT_SECONDS makes
+    # periods shorter than a day (the demo's few minutes); `day` stays the UTC day it falls in.
+    period_start = models.DateTimeField()
     seq = models.PositiveIntegerField(default=0)
     kind = models.CharField(max_length=16, choices=StatementKind.choices, default=StatementKind.REGULAR)
     currency = models.CharField(max_length=3)
@@ -169,7 +177,9 @@ class Statement(models.Model):
         ordering = ["-day", "lease_id", "seq"]
         indexes = [models.Index(fields=["team", "invoice"]), models.Index(fields=["day"])]
         constraints = [
-            models.UniqueConstraint(fields=["lease", "day", "seq"], name="statement_once_per_lease_day_seq"),
+            models.UniqueConstraint(
+                fields=["lease", "period_start", "seq"], name="statement_once_per_lease_period_seq"
+            ),
             models.CheckConstraint(
                 condition=(Q(kind=StatementKind.REGULAR) & Q(seq=0))
                 | (Q(kind=StatementKind.ADJUSTMENT) & Q(seq__gt=0)),
@@ -187,6 +197,12 @@ class Statement(models.Model):
 
     def __str__(self) -> str:
         return f"statement {self.pk}: lease {self.lease_id} {self.day} #{self.seq}"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        # A statement made with only its day covers the whole UTC day (the default period).
+        if self.period_start is None and self.day is not None:
+            self.period_start = dt.datetime.combine(self.day, dt.time(), tzinfo=dt.UTC)
+        super().save(*args, **kwargs)
 
     @property
     def net_cents(self) -> int:
@@ -256,8 +272,9 @@ class Invoice(models.Model):
 
     team = models.ForeignKey(Team, on_delete=models.PROTECT, related_name="invoices")
     currency = models.CharField(max_length=3)
-    period_start = models.DateField()
-    period_end = models.DateField()
+    # UTC instants: midnights for daily and weekly invoices, any period boundary for "statement".
+    period_start = models.DateTimeField()
+    period_end = models.DateTimeField()
     status = models.CharField(max_length=16, choices=InvoiceStatus.choices, default=InvoiceStatus.PENDING)
     amount_cents = models.BigIntegerField(default=0)
     stripe_invoice_id = models.CharField(max_length=255, blank=True, default="")

@@ -21,6 +21,7 @@ from auctions.models import LeaseSource, Notification
 from marketplace.errors import Conflict, InvalidInput, NotFound
 from marketplace.models import Team
 
+from . import statements
 from .ledger import Leg, ledger_post, platform_account, team_account
 from .models import (
     AccountKind,
@@ -126,24 +127,31 @@ def seller_account_sync(*, stripe_account_id: str, details_submitted: bool, payo
 # --- invoices -----------------------------------------------------------------------------------------
 
 
-def period_of(day: dt.date) -> tuple[dt.date, dt.date]:
-    """The billing period [start, end) that contains a day (daily, or ISO weeks from Monday)."""
+def period_of(at: dt.date | dt.datetime) -> tuple[dt.datetime, dt.datetime]:
+    """The billing period [start, end) holding a day or instant: UTC days, ISO weeks from Monday, or
+    statement periods (BILLING_PERIOD=statement, the demo's short invoices)."""
+    if settings.BILLING_PERIOD == "statement":
+        start = statements.period_start_of(at)
+        return start, start + statements.period_length()
+    day = at.astimezone(dt.UTC).date() if isinstance(at, dt.datetime) else at
     if settings.BILLING_PERIOD == "weekly":
-        start = day - dt.timedelta(days=day.weekday())
+        day -= dt.timedelta(days=day.weekday())
+        start = dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC)
         return start, start + dt.timedelta(days=7)
-    return day, day + dt.timedelta(days=1)
+    start = dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC)
+    return start, start + dt.timedelta(days=1)
 
 
 @transaction.atomic
-def invoice_open(*, team_id: int, currency: str, period_start: dt.date) -> Invoice:
-    """The team's invoice for a period, claiming every uninvoiced statement of days before its end."""
+def invoice_open(*, team_id: int, currency: str, period_start: dt.date | dt.datetime) -> Invoice:
+    """The team's invoice for a period, claiming every uninvoiced statement of periods before its end."""
     start, end = period_of(period_start)
     invoice, _ = Invoice.objects.get_or_create(
         team_id=team_id, currency=currency, period_start=start, defaults={"period_end": end}
     )
     if invoice.status == InvoiceStatus.PENDING:
         Statement.objects.filter(
-            team_id=team_id, currency=currency, invoice__isnull=True, day__lt=invoice.period_end
+            team_id=team_id, currency=currency, invoice__isnull=True, period_start__lt=invoice.period_end
         ).update(invoice=invoice)
         total = Statement.objects.filter(invoice=invoice).aggregate(
             c=Sum("charge_cents"), r=Sum("credit_cents")
@@ -157,17 +165,17 @@ def invoice_open(*, team_id: int, currency: str, period_start: dt.date) -> Invoi
 def invoices_open_due(*, now: dt.datetime | None = None) -> list[int]:
     """Open the invoice of every team-period that has ended and has uninvoiced statements."""
     now = now or timezone.now()
-    today = (now - dt.timedelta(seconds=settings.BILLING_GRACE_SECONDS)).date()
+    due = now - dt.timedelta(seconds=settings.BILLING_GRACE_SECONDS)
     opened: list[int] = []
     rows = (
         Statement.objects.filter(invoice__isnull=True)
-        .values_list("team_id", "currency", "day")
-        .order_by("team_id", "currency", "day")
+        .values_list("team_id", "currency", "period_start")
+        .order_by("team_id", "currency", "period_start")
     )
-    seen: set[tuple[int, str, dt.date]] = set()
-    for team_id, currency, day in rows:
-        start, end = period_of(day)
-        if end > today or (team_id, currency, start) in seen:
+    seen: set[tuple[int, str, dt.datetime]] = set()
+    for team_id, currency, period_start in rows:
+        start, end = period_of(period_start)
+        if end > due or (team_id, currency, start) in seen:
             continue
         seen.add((team_id, currency, start))
         opened.append(invoice_open(team_id=team_id, currency=currency, period_start=start).pk)

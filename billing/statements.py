@@ -1,4 +1,5 @@
-"""Statements: one per lease and UTC day from verified delivery; adjustments for late evidence.
+"""Statements: one per lease and period (a UTC day by default) from verified delivery; adjustments
+for late evidence.
 
 The pricing rule, in one place (docs/billing.md): the lease's price is the exact fraction
 payment_cents / (GPUs x lease seconds). A day's charge is delivered GPU-seconds x that fraction,
@@ -25,6 +26,25 @@ from .models import AccountKind, Statement, StatementKind, StatementPayable, Tra
 from .money import basis_points, round_half_away, split_by_weights
 
 DAY = dt.timedelta(days=1)
+
+
+def period_length() -> dt.timedelta:
+    """A statement period: BILLING_STATEMENT_SECONDS, one UTC day unless the demo shortens it."""
+    return dt.timedelta(seconds=settings.BILLING_STATEMENT_SECONDS)
+
+
+def period_floor(at: dt.datetime) -> dt.datetime:
+    """The start of the statement period holding `at`; periods are aligned to UTC midnight."""
+    midnight = dt.datetime.combine(at.astimezone(dt.UTC).date(), dt.time(), tzinfo=dt.UTC)
+    step = settings.BILLING_STATEMENT_SECONDS
+    return midnight + dt.timedelta(seconds=int((at - midnight).total_seconds()) // step * step)
+
+
+def period_start_of(day: dt.date | dt.datetime) -> dt.datetime:
+    """A period's start from a date (its midnight) or any instant inside the period."""
+    if isinstance(day, dt.datetime):
+        return period_floor(day)
+    return dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC)
 
 
 @dataclass(frozen=True)
@@ -75,9 +95,9 @@ def amounts_for(lease: Lease, sources: list[LeaseSource], delivery: LeaseDeliver
     return Amounts(charge, credit, fee, {s.pk: c for s, c in zip(sources, shares, strict=True)})
 
 
-def _stated(lease: Lease, day: dt.date) -> Amounts:
-    """The sum of everything already stated for a lease and day."""
-    qs = Statement.objects.filter(lease=lease, day=day)
+def _stated(lease: Lease, period_start: dt.datetime) -> Amounts:
+    """The sum of everything already stated for a lease and period."""
+    qs = Statement.objects.filter(lease=lease, period_start=period_start)
     totals = qs.aggregate(c=Sum("charge_cents"), r=Sum("credit_cents"), f=Sum("fee_cents"))
     payables: dict[int, int] = {}
     for row in (
@@ -103,21 +123,31 @@ def _post(statement: Statement, amounts: Amounts, sources: dict[int, LeaseSource
             key=f"stmt:{statement.pk}",
             kind=TransactionKind.STATEMENT,
             legs=legs,
-            memo=f"lease {statement.lease_id} {statement.day} #{statement.seq}",
+            memo=f"lease {statement.lease_id} {_period_label(statement.period_start)} #{statement.seq}",
         )
         Statement.objects.filter(pk=statement.pk, transaction__isnull=True).update(transaction=tx)
         statement.transaction = tx
 
 
-@transaction.atomic
-def statement_build(*, lease_id: int, day: dt.date, now: dt.datetime | None = None) -> Statement | None:
-    """State one lease's day once its grace has passed; later, state only the change (an adjustment).
+def _period_label(start: dt.datetime) -> str:
+    """A day's date, or the start instant when periods are shorter than a day."""
+    if period_length() >= DAY:
+        return start.date().isoformat()
+    return f"{start:%Y-%m-%d %H:%M}Z"
 
-    Returns the new statement, or None when the day is not due or nothing changed.
+
+@transaction.atomic
+def statement_build(
+    *, lease_id: int, day: dt.date | dt.datetime, now: dt.datetime | None = None
+) -> Statement | None:
+    """State one lease's period once its grace has passed; later, state only the change (an adjustment).
+
+    `day` names the period: a date (its midnight, the whole day by default) or an instant inside it.
+    Returns the new statement, or None when the period is not due or nothing changed.
     """
     now = now or timezone.now()
-    lo = dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC)
-    hi = lo + DAY
+    lo = period_start_of(day)
+    hi = lo + period_length()
     if now < hi + dt.timedelta(seconds=settings.BILLING_GRACE_SECONDS):
         return None
     # One builder per lease at a time: the lock makes the (lease, day, seq) decision race-free.
@@ -129,9 +159,9 @@ def statement_build(*, lease_id: int, day: dt.date, now: dt.datetime | None = No
     )
     delivery = lease_delivery(lease_id=lease.pk, start=lo, end=hi, now=now)
     target = amounts_for(lease, sources, delivery)
-    previous = Statement.objects.filter(lease=lease, day=day)
+    previous = Statement.objects.filter(lease=lease, period_start=lo)
     last_seq = previous.order_by("-seq").values_list("seq", flat=True).first()
-    change = target.minus(_stated(lease, day)) if last_seq is not None else target
+    change = target.minus(_stated(lease, lo)) if last_seq is not None else target
     if last_seq is not None:
         last = previous.get(seq=last_seq)
         same_evidence = (last.delivered_gpu_seconds, last.leased_gpu_seconds) == (
@@ -144,7 +174,8 @@ def statement_build(*, lease_id: int, day: dt.date, now: dt.datetime | None = No
     statement = Statement.objects.create(
         lease=lease,
         team_id=lease.team_id,
-        day=day,
+        day=lo.date(),
+        period_start=lo,
         seq=seq,
         kind=StatementKind.REGULAR if seq == 0 else StatementKind.ADJUSTMENT,
         currency=lease.currency,
@@ -175,18 +206,18 @@ def statement_build(*, lease_id: int, day: dt.date, now: dt.datetime | None = No
 def statements_build_due(*, now: dt.datetime | None = None) -> list[int]:
     """Build every due statement and adjustment in the look-back window; returns new statement ids."""
     now = now or timezone.now()
-    last_due = (now - dt.timedelta(seconds=settings.BILLING_GRACE_SECONDS)).date() - DAY
-    first = last_due - dt.timedelta(days=settings.BILLING_ADJUSTMENT_DAYS - 1)
-    lo = dt.datetime.combine(first, dt.time(), tzinfo=dt.UTC)
-    hi = dt.datetime.combine(last_due + DAY, dt.time(), tzinfo=dt.UTC)
+    step = period_length()
+    # Periods ending at or before `hi` are due; `lo` is as far back as late evidence is looked for.
+    hi = period_floor(now - dt.timedelta(seconds=settings.BILLING_GRACE_SECONDS))
+    lo = hi - dt.timedelta(days=settings.BILLING_ADJUSTMENT_DAYS)
     made: list[int] = []
     leases = (
         Lease.objects.filter(Q(start__lt=hi) & Q(end__gt=lo)).order_by("pk").values_list("pk", "start", "end")
     )
     for lease_id, start, end in leases:
-        day = max(first, start.date())
-        while day <= last_due and dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC) < end:
-            if (statement := statement_build(lease_id=lease_id, day=day, now=now)) is not None:
+        period = max(lo, period_floor(start))
+        while period < hi and period < end:
+            if (statement := statement_build(lease_id=lease_id, day=period, now=now)) is not None:
                 made.append(statement.pk)
-            day += DAY
+            period += step
     return made

@@ -6,8 +6,13 @@ import os
 
 from .env import env_bool, env_int  # noqa: F401
 
-# Statements: a UTC day is stated this many seconds after it ends, so late metering can arrive.
+# Statements: a period is stated this many seconds after it ends, so late metering can arrive.
 BILLING_GRACE_SECONDS = env_int("BILLING_GRACE_SECONDS", 3600, minimum=0)
+# A statement period: one UTC day by default. Shorter periods (a divisor of a day, aligned to UTC
+# midnight) exist for the demo, where a newcomer should see a statement minutes after delivery.
+BILLING_STATEMENT_SECONDS = env_int("BILLING_STATEMENT_SECONDS", 86400, minimum=60)
+if 86400 % BILLING_STATEMENT_SECONDS:
+    raise ValueError(f"BILLING_STATEMENT_SECONDS={BILLING_STATEMENT_SECONDS} must divide a day (86400)")
 # Days back that later evidence is still looked for (and turned into adjustment statements).
 BILLING_ADJUSTMENT_DAYS = env_int("BILLING_ADJUSTMENT_DAYS", 7)
 # Below this share of leased GPU-seconds delivered (basis points; 9900 = 99%) the buyer is credited.
@@ -16,10 +21,11 @@ BILLING_SLA_BPS = env_int("BILLING_SLA_BPS", 9900, minimum=0)
 BILLING_SLA_CREDIT_MULTIPLE_BPS = env_int("BILLING_SLA_CREDIT_MULTIPLE_BPS", 10000, minimum=0)
 # The platform's fee on each charge, in basis points (1000 = 10%).
 BILLING_FEE_BPS = env_int("BILLING_FEE_BPS", 1000, minimum=0)
-# Invoices cover one UTC day ("daily") or one ISO week starting Monday ("weekly").
+# Invoices cover one UTC day ("daily"), one ISO week starting Monday ("weekly") or one statement
+# period ("statement": the demo's short invoices).
 BILLING_PERIOD = os.environ.get("BILLING_PERIOD", "daily")
-if BILLING_PERIOD not in {"daily", "weekly"}:
-    raise ValueError(f"BILLING_PERIOD={BILLING_PERIOD!r} must be 'daily' or 'weekly'")
+if BILLING_PERIOD not in {"daily", "weekly", "statement"}:
+    raise ValueError(f"BILLING_PERIOD={BILLING_PERIOD!r} must be 'daily', 'weekly' or 'statement'")
 # A team whose payment has been failing this many days cannot place new bids until it pays.
 BILLING_SUSPEND_AFTER_DAYS = env_int("BILLING_SUSPEND_AFTER_DAYS", 3, minimum=0)
 # Console credits and refunds above this amount need a second staff member's approval.
@@ -32,10 +38,16 @@ STRIPE_API_BASE = os.environ.get("STRIPE_API_BASE", "")
 # Webhook signatures older than this are refused (Stripe's own default).
 STRIPE_WEBHOOK_TOLERANCE_SECONDS = env_int("STRIPE_WEBHOOK_TOLERANCE_SECONDS", 300)
 
+# How often beat builds statements, runs invoices and sends payouts (the demo runs them often).
+BILLING_TASK_SECONDS = env_int("BILLING_TASK_SECONDS", 300)
+
 # Beat entries of this part, merged into CELERY_BEAT_SCHEDULE by base.py.
 BILLING_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
-    "billing-statements": {"task": "billing.tasks.statements_build_task", "schedule": 300.0},
-    "billing-invoices": {"task": "billing.tasks.invoices_run_task", "schedule": 300.0},
-    "billing-payouts": {"task": "billing.tasks.payouts_run_task", "schedule": 300.0},
+    "billing-statements": {
+        "task": "billing.tasks.statements_build_task",
+        "schedule": float(BILLING_TASK_SECONDS),
+    },
+    "billing-invoices": {"task": "billing.tasks.invoices_run_task", "schedule": float(BILLING_TASK_SECONDS)},
+    "billing-payouts": {"task": "billing.tasks.payouts_run_task", "schedule": float(BILLING_TASK_SECONDS)},
     "billing-events": {"task": "billing.tasks.events_sweep_task", "schedule": 120.0},
 }

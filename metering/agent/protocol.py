@@ -19,7 +19,7 @@ import json
 import math
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -352,12 +352,30 @@ def parse_envelope(body: bytes) -> Envelope:
 
     Validation is structural (types, ranges, canonical form). Whether the host, the GPUs and the
     chain are right is the server's business, because only it knows them.
+
+    Two paths with one verdict: `_parse_envelope_fast` recognises the bodies agents send (canonical,
+    valid, no string escapes) in a few microseconds a report, and anything it does not recognise
+    goes to `parse_envelope_reference`, the field-by-field definition of the rules, which also
+    names the field and code of every refusal. The fast path never refuses: it only ever accepts
+    what the reference would accept, with an equal result (property-tested in
+    tests/agent/test_protocol.py).
     """
+    if len(body) <= MAX_BODY_BYTES:
+        env = _parse_envelope_fast(body)
+        if env is not None:
+            return env
+    return parse_envelope_reference(body)
+
+
+def parse_envelope_reference(body: bytes) -> Envelope:
+    """The definition of `parse_envelope`: JSON, then every rule one field at a time (slow, clear)."""
     if len(body) > MAX_BODY_BYTES:
         raise ProtocolError("too_large", f"body is larger than {MAX_BODY_BYTES} bytes", "body")
     try:
         obj = json.loads(body.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (ValueError, RecursionError) as exc:
+        # ValueError: bad UTF-8, bad JSON, or an integer of more than 4300 digits; RecursionError:
+        # deeply nested arrays. All are refusals, not server errors.
         raise ProtocolError("invalid_json", f"body is not UTF-8 JSON ({exc})", "body") from None
     if not isinstance(obj, dict):
         raise ProtocolError("invalid_type", "body must be a JSON object", "body")
@@ -366,7 +384,11 @@ def parse_envelope(body: bytes) -> Envelope:
         raise ProtocolError("unsupported_format", f"expected {FORMAT!r}, got {obj['format']!r}", "format")
     # Refuse anything but canonical bytes: a body with duplicate keys or odd spellings could be read
     # differently by another JSON parser than by the one that checked it.
-    if canonical_json(obj) != body:
+    try:
+        canonical = canonical_json(obj)
+    except ValueError:  # 1e999 reads as infinity, "\ud800" as a lone surrogate: neither can be written
+        canonical = b""
+    if canonical != body:
         raise ProtocolError(
             "not_canonical", "body is not canonical JSON (sorted keys, compact, UTF-8)", "body"
         )
@@ -441,6 +463,231 @@ def _parse_report(raw: object, where: str) -> IntervalReport:
         samples=_int(raw, "samples", where, minimum=1),
         energy_resets=_int(raw, "energy_resets", where, minimum=0),
         clock_step_s=_num(raw, "clock_step_s", where),
+    )
+
+
+# ---------------------------------------------------------------------------------------------------
+# The fast path of parse_envelope
+#
+# A canonical envelope has one spelling, so it can be recognised by a template: keys in sorted order,
+# no whitespace, and each value in the only spelling json.dumps gives it. The regular expressions
+# below match exactly those spellings for the bodies agents send; whatever they do not match (string
+# escapes, other time spellings, huge integers, a malformed body) is left to the reference parser,
+# so they may be stricter than the protocol but never looser. Character classes are ASCII on
+# purpose: `\d` would also match other scripts' digits.
+
+_F_STR = r'"([^"\\\x00-\x1f]*)"'  # a JSON string without escapes is its own canonical spelling
+_F_TIME = r'"([0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z)"'  # format_time's form
+_F_UINT = r"(0|[1-9][0-9]{0,17})"  # < 10**18: fits a bigint; larger ones go the slow way
+_F_OPT_UINT = r"(null|0|[1-9][0-9]{0,17})"
+# Any JSON number (≤ 40 characters); whether it is canonical (repr of the float, or str of the int)
+# is checked by _fast_number.
+_F_NUM = r"(-?(?:0|[1-9][0-9]{0,17})(?:\.[0-9]{1,20})?(?:e[-+][0-9]{1,3})?)"
+_F_OPT_NUM = r"(null|-?(?:0|[1-9][0-9]{0,17})(?:\.[0-9]{1,20})?(?:e[-+][0-9]{1,3})?)"
+_F_BOOL = r"(true|false)"
+_F_XIDS = r"\[((?:0|[1-9][0-9]{0,17})(?:,(?:0|[1-9][0-9]{0,17}))*)?\]"
+
+_F_REPORT_VALUES = {
+    "clock_step_s": _F_NUM,
+    "ecc_uncorrected_delta": _F_OPT_UINT,
+    "end": _F_TIME,
+    "energy_mj": _F_OPT_UINT,
+    "energy_resets": _F_UINT,
+    "gpu_uuid": r'"([^"\\\x00-\x1f]{1,96})"',
+    "healthy": _F_BOOL,
+    "mem_used_max_bytes": _F_OPT_UINT,
+    "monotonic_s": _F_NUM,
+    "power_mean_mw": _F_OPT_UINT,
+    "present": _F_BOOL,
+    "processes_max": _F_OPT_UINT,
+    "samples": r"([1-9][0-9]{0,17})",
+    "start": _F_TIME,
+    "util_max_pct": _F_OPT_NUM,
+    "util_mean_pct": _F_OPT_NUM,
+    "xid_errors": _F_XIDS,
+}
+assert set(_F_REPORT_VALUES) == _REPORT_KEYS
+# Keys in the order canonical_json writes them (sorted), so a match is also in canonical order.
+_F_REPORT = re.compile(
+    "\\{" + ",".join(f'"{k}":{_F_REPORT_VALUES[k]}' for k in sorted(_F_REPORT_VALUES)) + "\\}"
+)
+_F_HEAD = re.compile(
+    f'\\{{"agent_version":"([^"\\\\\\x00-\\x1f]{{1,64}})","created_at":{_F_TIME},'
+    f'"format":"{re.escape(FORMAT)}","host_id":"([A-Za-z0-9._:-]{{1,128}})",'
+    '"prev_hash":"([0-9a-f]{64})","reports":\\['
+)
+_F_TAIL = re.compile(r'\],"seq":([1-9][0-9]{0,17})\}')
+assert sorted(_ENVELOPE_KEYS) == [
+    "agent_version",
+    "created_at",
+    "format",
+    "host_id",
+    "prev_hash",
+    "reports",
+    "seq",
+]
+
+_REPORT_FIELD_NAMES = tuple(f.name for f in fields(IntervalReport))
+assert set(_REPORT_FIELD_NAMES) == _REPORT_KEYS
+
+# Canonical number spellings seen before, with their value (a handful recur: 60.0, 0.0, 100.0).
+_number_cache: dict[str, float] = {}
+
+
+def _fast_number(token: str) -> float | None:
+    """The float value of a number token if it is canonical (json.dumps would write it so), else None."""
+    value = _number_cache.get(token)
+    if value is not None:
+        return value
+    number = float(token)  # the regex admits only spellings float() reads
+    if "." in token or "e" in token:
+        # json.dumps writes floats with float.__repr__; infinity (1e999) has no JSON spelling.
+        if repr(number) != token:
+            return None
+    elif str(int(token)) != token:  # "-0" reads as 0, written "0"
+        return None
+    if len(_number_cache) < 4096:
+        _number_cache[token] = number
+    return number
+
+
+def _parse_envelope_fast(body: bytes) -> Envelope | None:
+    """The envelope if `body` is a canonical, valid envelope without string escapes, else None.
+
+    None means "not recognised", not "invalid": the caller then asks the reference parser. Every
+    check of parse_envelope_reference is here, in the same arithmetic, so that a body accepted here
+    would be accepted there with an equal Envelope.
+    """
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    head = _F_HEAD.match(text)
+    if head is None:
+        return None
+    agent_version, created_text, host_id, prev_hash = head.groups()
+    times: dict[str, datetime] = {}  # an envelope's reports share a few start/end times
+    try:
+        created_at = times[created_text] = datetime.fromisoformat(created_text)
+    except ValueError:  # e.g. month 13: the reference names the field
+        return None
+    reports: list[IntervalReport] = []
+    append = reports.append
+    match_report = _F_REPORT.match
+    number = _fast_number
+    new, set_attr, names = object.__new__, object.__setattr__, _REPORT_FIELD_NAMES
+    pos = head.end()
+    if text.startswith("]", pos):
+        pass
+    else:
+        while True:
+            m = match_report(text, pos)
+            if m is None:
+                return None
+            (
+                clock_step,
+                ecc,
+                end_text,
+                energy,
+                resets,
+                uuid,
+                healthy,
+                mem,
+                mono_text,
+                power,
+                present,
+                processes,
+                samples,
+                start_text,
+                util_max_text,
+                util_mean_text,
+                xids,
+            ) = m.groups()
+            start = times.get(start_text)
+            end = times.get(end_text)
+            try:
+                if start is None:
+                    start = times[start_text] = datetime.fromisoformat(start_text)
+                if end is None:
+                    end = times[end_text] = datetime.fromisoformat(end_text)
+            except ValueError:
+                return None
+            if not start < end:
+                return None
+            monotonic_s = number(mono_text)
+            if monotonic_s is None or not 0 < monotonic_s <= MAX_INTERVAL_S:
+                return None
+            if abs((end - start).total_seconds() - monotonic_s) > INTERVAL_ROUNDING_TOLERANCE_S:
+                return None
+            if util_mean_text == "null":
+                util_mean = None
+            else:
+                util_mean = number(util_mean_text)
+                if util_mean is None or not 0.0 <= util_mean <= 100.0:
+                    return None
+            if util_max_text == "null":
+                util_max = None
+            else:
+                util_max = number(util_max_text)
+                if util_max is None or not 0.0 <= util_max <= 100.0:
+                    return None
+            clock_step_s = number(clock_step)
+            if clock_step_s is None:
+                return None
+            # A frozen dataclass's __init__ sets its 17 fields one object.__setattr__ at a time
+            # (~2.5 us); setting the instance dict at once gives the same object in half the time.
+            report = new(IntervalReport)
+            set_attr(
+                report,
+                "__dict__",
+                dict(
+                    zip(
+                        names,
+                        (
+                            uuid,
+                            start,
+                            end,
+                            monotonic_s,
+                            present == "true",
+                            healthy == "true",
+                            util_mean,
+                            util_max,
+                            None if mem == "null" else int(mem),
+                            None if energy == "null" else int(energy),
+                            None if power == "null" else int(power),
+                            tuple(map(int, xids.split(","))) if xids else (),
+                            None if ecc == "null" else int(ecc),
+                            None if processes == "null" else int(processes),
+                            int(samples),
+                            int(resets),
+                            clock_step_s,
+                        ),
+                        strict=True,
+                    )
+                ),
+            )
+            append(report)
+            pos = m.end()
+            if text.startswith(",", pos):
+                pos += 1
+                continue
+            break
+    if len(reports) > MAX_REPORTS_PER_ENVELOPE:
+        return None
+    tail = _F_TAIL.fullmatch(text, pos)
+    if tail is None:
+        return None
+    seq = int(tail.group(1))
+    if seq == 1 and prev_hash != GENESIS_HASH:
+        return None
+    return Envelope(
+        host_id=host_id,
+        seq=seq,
+        prev_hash=prev_hash,
+        agent_version=agent_version,
+        created_at=created_at,
+        reports=tuple(reports),
+        hash=envelope_hash(body),
     )
 
 
@@ -563,7 +810,9 @@ def parse_enroll_request(body: bytes) -> EnrollRequest:
     """Parse and validate an enrolment request; ProtocolError naming the field otherwise."""
     try:
         obj = json.loads(body.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (ValueError, RecursionError) as exc:
+        # ValueError: bad UTF-8, bad JSON, or an integer of more than 4300 digits; RecursionError:
+        # deeply nested arrays. All are refusals, not server errors.
         raise ProtocolError("invalid_json", f"body is not UTF-8 JSON ({exc})", "body") from None
     if not isinstance(obj, dict):
         raise ProtocolError("invalid_type", "body must be a JSON object", "body")

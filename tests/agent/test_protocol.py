@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from hypothesis import given, settings
+from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 from metering.agent.protocol import (
@@ -17,10 +17,12 @@ from metering.agent.protocol import (
     IntervalReport,
     ProtocolError,
     SignatureError,
+    _parse_envelope_fast,
     canonical_json,
     envelope_body,
     envelope_hash,
     parse_envelope,
+    parse_envelope_reference,
     parse_problem,
     parse_signed_headers,
     public_key_b64,
@@ -235,3 +237,183 @@ def test_a_problem_from_a_proxy_is_read_leniently():
     parsed = parse_problem(422, json.dumps(answer).encode())
     assert parsed.acked_seq == 4
     assert "gpus[0].uuid: GPU-x is not declared" in parsed.describe()
+
+
+# ---------------------------------------------------------------------------------------------------
+# The fast path of parse_envelope against its definition, parse_envelope_reference
+#
+# The fast path may decline any body (the reference then decides), but whatever it accepts must be
+# accepted by the reference with the same Envelope, down to float signs and int-vs-float types
+# (compared through repr) and the hash.
+
+
+def reference_outcome(raw: bytes) -> str:
+    """What the reference makes of a body: the envelope's repr and hash, or the refusal."""
+    try:
+        env = parse_envelope_reference(raw)
+    except ProtocolError as exc:
+        return f"refused {exc.code} {exc.field}: {exc.message}"
+    return f"{env!r} {env.hash}"
+
+
+def check_fast_path_agrees(raw: bytes) -> bool:
+    """The fast path accepts only what the reference accepts, equally; True if it accepted."""
+    fast = _parse_envelope_fast(raw)
+    if fast is not None:
+        assert f"{fast!r} {fast.hash}" == reference_outcome(raw)
+    # And parse_envelope (fast, else reference) always answers as the reference does.
+    try:
+        env = parse_envelope(raw)
+        answer = f"{env!r} {env.hash}"
+    except ProtocolError as exc:
+        answer = f"refused {exc.code} {exc.field}: {exc.message}"
+    assert answer == reference_outcome(raw)
+    return fast is not None
+
+
+plain_text = st.text(
+    st.characters(codec="utf-8", exclude_categories=["Cs", "Cc"], exclude_characters='"\\'),
+    min_size=1,
+    max_size=30,
+)
+any_text = st.text(st.characters(codec="utf-8", exclude_categories=["Cs"]), min_size=1, max_size=30)
+any_float = st.floats(allow_nan=False, allow_infinity=False)
+moments = st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2100, 1, 1), timezones=st.just(UTC))
+
+
+@st.composite
+def agent_reports(draw: st.DrawFn, uuids: st.SearchStrategy[str]) -> IntervalReport:
+    start = draw(moments).replace(microsecond=draw(st.integers(0, 999)) * 1000)
+    length_ms = draw(st.integers(1, 3_600_000))
+    optional_int = st.none() | st.integers(0, 10**17)
+    percent = st.none() | st.floats(0, 100) | st.integers(0, 100).map(float)
+    return IntervalReport(
+        gpu_uuid=draw(uuids),
+        start=start,
+        end=start + timedelta(milliseconds=length_ms),
+        monotonic_s=length_ms / 1000,
+        present=draw(st.booleans()),
+        healthy=draw(st.booleans()),
+        util_mean_pct=draw(percent),
+        util_max_pct=draw(percent),
+        mem_used_max_bytes=draw(optional_int),
+        energy_mj=draw(optional_int),
+        power_mean_mw=draw(optional_int),
+        xid_errors=tuple(draw(st.lists(st.integers(0, 10**6), max_size=4))),
+        ecc_uncorrected_delta=draw(optional_int),
+        processes_max=draw(optional_int),
+        samples=draw(st.integers(1, 10**6)),
+        energy_resets=draw(st.integers(0, 5)),
+        clock_step_s=draw(any_float | st.just(0.0)),
+    )
+
+
+@st.composite
+def agent_bodies(draw: st.DrawFn, text: st.SearchStrategy[str]) -> bytes:
+    seq = draw(st.integers(1, 10**17))
+    return envelope_body(
+        host_id=draw(st.from_regex(r"\A[A-Za-z0-9._:-]{1,128}\Z")),
+        seq=seq,
+        prev_hash=GENESIS_HASH if seq == 1 else draw(st.from_regex(r"\A[0-9a-f]{64}\Z")),
+        agent_version=draw(text.filter(lambda s: len(s) <= 64)),
+        created_at=draw(moments).replace(microsecond=draw(st.integers(0, 999)) * 1000),
+        reports=draw(st.lists(agent_reports(text), max_size=6)),
+    )
+
+
+@settings(max_examples=150, deadline=None)
+@given(agent_bodies(plain_text))
+def test_the_fast_path_reads_every_body_an_agent_sends_as_the_reference_does(raw: bytes):
+    # Plain strings (no character JSON escapes): the fast path must not decline any of these.
+    assert check_fast_path_agrees(raw)
+
+
+@settings(max_examples=100, deadline=None)
+@given(agent_bodies(any_text))
+def test_bodies_with_escaped_strings_parse_the_same_whichever_path_reads_them(raw: bytes):
+    check_fast_path_agrees(raw)
+
+
+json_values = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**70), 2**70),
+    st.sampled_from([0, 1, -1, 60, 100, 101, 3600, 3601, 10**17, 10**18, 10**19]),
+    any_float,
+    st.sampled_from(
+        [0.0, -0.0, 1e-05, 1e16, 1e17, 100.0, 100.00000000000001, 60.001, 60.002, 60.003, 3600.0]
+    ),
+    any_text,
+    st.sampled_from(
+        [
+            "2026-01-01T00:00:00.000Z",
+            "2026-01-01T00:00:00Z",
+            "2026-01-01T00:00:00.000+00:00",
+            "2026-01-01T00:00:00.000+01:00",
+            "2026-01-01T00:01:00.000Z",
+            "2026-13-01T00:00:00.000Z",
+            "2025-12-31T23:59:00.000Z",
+            "2026-01-01T00:00:00.000",
+            "a" * 64,
+            "0" * 64,
+            "GPU-1",
+        ]
+    ),
+    st.lists(st.integers(-2, 300), max_size=3),
+    st.lists(st.text(max_size=2), max_size=2),
+    st.dictionaries(st.text(max_size=3), st.integers(), max_size=2),
+)
+envelope_keys = ["format", "host_id", "seq", "prev_hash", "agent_version", "created_at", "reports", "extra"]
+report_keys = [*report().to_json().keys(), "extra"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(agent_bodies(plain_text), st.data())
+def test_mutated_envelopes_get_the_same_verdict_and_error_from_both_paths(raw: bytes, data: st.DataObject):
+    obj = json.loads(raw)
+    target, keys = obj, envelope_keys
+    if obj["reports"] and data.draw(st.booleans(), label="in a report"):
+        target, keys = data.draw(st.sampled_from(obj["reports"]), label="report"), report_keys
+    key = data.draw(st.sampled_from(keys), label="key")
+    if data.draw(st.integers(0, 9), label="delete?") == 0:
+        target.pop(key, None)
+    else:
+        target[key] = data.draw(json_values, label="value")
+    try:
+        mutated = canonical_json(obj)
+    except ValueError:  # a value canonical_json cannot write (a lone surrogate)
+        return
+    event(f"mutated value: fast path {'accepted' if check_fast_path_agrees(mutated) else 'declined'}")
+    # And the valid body with one byte changed, inserted or removed: not canonical, or another value.
+    digits = [k for k, c in enumerate(raw) if 0x30 <= c <= 0x39]
+    if digits and data.draw(st.booleans(), label="a digit?"):  # often still valid: a new value
+        i, byte = data.draw(st.sampled_from(digits), label="at"), data.draw(st.sampled_from(b"0159"))
+    else:
+        i = data.draw(st.integers(0, len(raw)), label="at")
+        byte = data.draw(st.sampled_from(b'0159aeE.,:+-" {}[]\\\xc3\x00nt'), label="byte")
+    how = data.draw(st.sampled_from(["replace", "insert", "delete"]), label="how")
+    if how == "replace":
+        edited = raw[:i] + bytes([byte]) + raw[i + 1 :]
+    elif how == "insert":
+        edited = raw[:i] + bytes([byte]) + raw[i:]
+    else:
+        edited = raw[:i] + raw[i + 1 :]
+    event(f"edited byte: fast path {'accepted' if check_fast_path_agrees(edited) else 'declined'}")
+
+
+def test_the_fast_path_declines_what_only_the_reference_can_explain():
+    raw = body()
+    assert _parse_envelope_fast(raw) is not None
+    for edited in (
+        raw.replace(b'"seq":1', b'"seq": 1'),  # whitespace: not canonical
+        raw.replace(b'"monotonic_s":60.0', b'"monotonic_s":60.00'),  # another float spelling
+        raw.replace(b'"monotonic_s":60.0', b'"monotonic_s":6e1'),
+        raw.replace(b'"gpu_uuid":"GPU-1"', b'"gpu_uuid":"GPU-\\u0031"'),  # an escape
+        raw.replace(b'"util_max_pct":99.0', b'"util_max_pct":100.5'),  # out of range
+        raw.replace(b'"clock_step_s":0.0', b'"clock_step_s":1e999'),  # not finite
+        raw.replace(b'"gpu_uuid":"GPU-1"', b'"gpu_uuid":"\\ud800"'),  # a lone surrogate
+        b"[" * 100_000,  # deeper than the JSON reader's recursion
+    ):
+        assert _parse_envelope_fast(edited) is None
+        with pytest.raises(ProtocolError):
+            parse_envelope(edited)

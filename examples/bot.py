@@ -6,7 +6,8 @@ Every round it
   2. prices from the index: the last published mean for the model x `--factor`, capped at
      `--max-limit-cents` (or the cap itself while the index is empty);
   3. plans a book of bids for the GPU-hours still wanted, in chunks of `--gpus` x `--duration-hours`,
-     that fits what is left of the budget (each bid's worst case is limit x GPUs x hours);
+     at most `--max-bids` of them, that fits what is left of the budget (each bid's worst case is
+     limit x GPUs x hours);
   4. reconciles that book with its open bids: identical ones stay, stale ones (other price or a
      window the market has moved past) are replaced atomically, extra ones are cancelled, missing
      ones are placed in one batch;
@@ -52,6 +53,7 @@ class Config:
     duration_hours: int = 4
     window_hours: int = 24
     colocate: bool = True
+    max_bids: int = 8  # a round's book holds at most this many bids
 
 
 @dataclass
@@ -141,7 +143,7 @@ class Bot:
         end = start + dt.timedelta(hours=max(cfg.window_hours, cfg.duration_hours))
         book: list[BidRequest] = []
         left = math.ceil(hours_wanted)
-        while left > 0:
+        while left > 0 and len(book) < cfg.max_bids:
             gpus = min(cfg.gpus, math.ceil(left / cfg.duration_hours))
             bid = BidRequest(
                 gpu_models=[cfg.gpu_model],
@@ -275,6 +277,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--gpus", type=int, default=8, help="GPUs per bid")
     parser.add_argument("--duration-hours", type=int, default=4, help="hours per bid")
     parser.add_argument("--window-hours", type=int, default=24, help="how far from the horizon start")
+    parser.add_argument("--max-bids", type=int, default=8, help="most open bids at a time")
     parser.add_argument("--poll-seconds", type=float, default=10.0)
     parser.add_argument("--max-rounds", type=int, default=None, help="stop after this many rounds")
     parser.add_argument("--cancel-on-exit", action="store_true", help="cancel open bids on Ctrl-C")
@@ -290,6 +293,7 @@ def main(argv: list[str] | None = None) -> int:
         gpus=args.gpus,
         duration_hours=args.duration_hours,
         window_hours=args.window_hours,
+        max_bids=args.max_bids,
     )
     with GridxClient(args.base_url, args.api_key, timeout=30, max_retries=5) as client:
         bot = Bot(client, config)

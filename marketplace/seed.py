@@ -1,18 +1,29 @@
-"""A small, realistic demo market built through the services; safe to run again."""
+"""A small, realistic demo market built through the services; safe to run again.
+
+Six teams in four regions: three sellers with clusters of six GPU models, three buyers with bids, two
+of them traded by the example bots (examples/bot.py) through an API key each. Running the seed again
+creates nothing twice: it only tops up offers and bids that have been used up.
+"""
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
+import json
+import os
 import uuid
+from pathlib import Path
 
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from config.demo import BID_SLACK_HOURS, BOT_KEYS_FILE, BOTS, DEMO_PASSWORD
+
 from . import grid, services
-from .models import Bid, BidStatus, Cluster, Gpu, Host, Offer, OfferStatus, Role, Team, User
+from .models import ApiKey, Bid, BidStatus, Cluster, Gpu, Host, Offer, OfferStatus, Role, Scope, Team, User
 from .specs import BidSpec, OfferSpec
 
-DEMO_PASSWORD = "gridx-demo"  # noqa: S105 - a published demo login, never used outside the demo
 NAMESPACE = uuid.UUID("6f1c1a52-3b7e-4c1e-9a55-0d9b7f0c2a11")
 
 # team name, user, role, clusters: (name, region, interconnect, {model: (hosts, gpus per host)})
@@ -45,6 +56,13 @@ BUYERS = [
     ("Echo Research", "echo@demo.gridx.dev"),
     ("Fjord Robotics", "fjord@demo.gridx.dev"),
 ]
+STAFF_EMAIL = "staff@demo.gridx.dev"
+BOT_KEY_NAME = "demo bot"
+
+
+def bot_keys_path() -> Path:
+    """Where the demo keeps its bots' API keys (shown once by the API, so the seed writes them down)."""
+    return Path(settings.VAR_DIR) / BOT_KEYS_FILE
 
 
 def _user(email: str, *, staff: bool = False) -> User:
@@ -61,12 +79,69 @@ def _team(name: str, owner: User) -> Team:
     return team or services.team_create(name=name, owner=owner)
 
 
-@transaction.atomic
+def _bot_keys(keys: dict[str, str]) -> dict[str, str]:
+    """An API key per bot team; a key whose secret was lost (var/ wiped) is revoked and replaced."""
+    created: dict[str, str] = {}
+    for bot in BOTS:
+        team = Team.objects.get(name=bot.team)
+        live = ApiKey.objects.filter(team=team, name=BOT_KEY_NAME, revoked_at__isnull=True)
+        secret = keys.get(team.slug, "")
+        if secret and any(secret.startswith(f"gx_{k.prefix}_") for k in live):
+            continue
+        for stale in live:
+            services.api_key_revoke(team=team, actor=None, key_id=stale.pk)
+        _key, secret = services.api_key_create(
+            team=team, actor=None, name=BOT_KEY_NAME, scopes=[Scope.MARKET_READ, Scope.BIDS_WRITE]
+        )
+        created[team.slug] = secret
+    return created
+
+
+def bot_keys_load() -> dict[str, str]:
+    path = bot_keys_path()
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def _bot_keys_save(keys: dict[str, str]) -> None:
+    path = bot_keys_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Secrets: readable by this user only.
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        json.dump(keys, fh, indent=1, sort_keys=True)
+
+
+def staff_totp_secret() -> str:
+    """The demo staff member's console TOTP secret (base32, for an authenticator app)."""
+    from billing import totp  # the market never imports billing at module level
+
+    device = totp.device_for(User.objects.get(email=STAFF_EMAIL))
+    return base64.b32encode(totp.secret_of(device)).decode().rstrip("=")
+
+
+def staff_totp_code() -> str:
+    """The demo staff member's current console code (demo only: a real staff member has a phone)."""
+    from billing import totp
+
+    return totp.code_for(totp.device_for(User.objects.get(email=STAFF_EMAIL)))
+
+
 def demo_market_seed(*, now: dt.datetime | None = None) -> dict[str, int]:
-    """Create the demo's users, teams, inventory and some live orders, unless they exist."""
-    now = now or timezone.now()
+    """Create the demo's users, teams, inventory, live orders and bot keys, unless they exist."""
+    keys = bot_keys_load()
+    created = _market_seed(now=now or timezone.now())
+    with transaction.atomic():
+        new_keys = _bot_keys(keys)
+    if new_keys:
+        _bot_keys_save({**keys, **new_keys})
+    created["api_keys"] = len(new_keys)
+    return created
+
+
+@transaction.atomic
+def _market_seed(*, now: dt.datetime) -> dict[str, int]:
     start = grid.slot_ceil(now)
-    _user("staff@demo.gridx.dev", staff=True)
+    _user(STAFF_EMAIL, staff=True)
     created = {"offers": 0, "bids": 0}
     for team_name, email, clusters in SELLERS:
         owner = _user(email)
@@ -101,7 +176,8 @@ def demo_market_seed(*, now: dt.datetime | None = None) -> dict[str, int]:
                             gpu_model=model,
                             gpus=hosts * per_host,
                             start=start,
-                            end=start + dt.timedelta(days=3),
+                            # As far ahead as the market allows (the demo's horizon is 2 days).
+                            end=start + dt.timedelta(days=settings.MAX_HORIZON_DAYS),
                             reserve_cents_per_gpu_hour=reserve[model.split("-")[0]],
                         ),
                     )
@@ -129,12 +205,12 @@ def demo_market_seed(*, now: dt.datetime | None = None) -> dict[str, int]:
                     min_gpus=min_gpus,
                     duration_hours=hours,
                     earliest_start=start + dt.timedelta(hours=i),
-                    latest_end=start + dt.timedelta(hours=i + hours + 24),
+                    latest_end=start + dt.timedelta(hours=i + hours + BID_SLACK_HOURS),
                     colocate=colocate,
                     limit_cents_per_gpu_hour=limit,
                     xor_group=xor,
                 ),
-                idempotency_key=f"seed-{start:%Y%m%d%H}-{j}",
+                idempotency_key=f"seed-{start:%Y%m%d%H%M}-{j}",
             )
             created["bids"] += 1
     return created

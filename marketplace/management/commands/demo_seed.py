@@ -1,13 +1,34 @@
-"""Seed the demo market (idempotent)."""
+"""Seed the demo market (idempotent), or print the demo staff member's console code."""
 
-from django.core.management.base import BaseCommand
+from __future__ import annotations
 
-from marketplace.seed import demo_market_seed
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandParser
+
+from marketplace.seed import bot_keys_path, demo_market_seed, staff_totp_code, staff_totp_secret
 
 
 class Command(BaseCommand):
-    help = "Seed a small demo market: teams, clusters, hosts, GPUs, offers and bids. Safe to run again."
+    help = (
+        "Seed a demo market: six teams, clusters, hosts, GPUs, offers, bids and the bots' API keys. "
+        "Safe to run again: it creates nothing twice."
+    )
 
-    def handle(self, *args: object, **options: object) -> None:
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument(
+            "--staff-code",
+            action="store_true",
+            help="only print the demo staff member's current console (TOTP) code",
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        if options["staff_code"]:
+            self.stdout.write(staff_totp_code())
+            return
         created = demo_market_seed()
-        self.stdout.write(f"demo market ready: {created['offers']} offers and {created['bids']} bids created")
+        self.stdout.write(
+            f"demo market ready: {created['offers']} offers, {created['bids']} bids and "
+            f"{created['api_keys']} bot API keys created (keys in {bot_keys_path()})"
+        )
+        self.stdout.write(f"staff console TOTP secret (base32): {staff_totp_secret()}")

@@ -540,3 +540,10 @@ def round_list_reports() -> QuerySet[Round]:
 def report_of(round_: Round) -> dict[str, Any]:
     """A round's published report as a dict ({} before it is cleared)."""
     return json.loads(round_.report) if round_.report else {}
+
+
+def round_number_of_report(*, report_sha256: str) -> int | None:
+    """The number of the round whose report has this hash (the chain's previous link), if any."""
+    if not report_sha256:
+        return None
+    return Round.objects.filter(report_sha256=report_sha256).values_list("number", flat=True).first()

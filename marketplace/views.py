@@ -154,7 +154,9 @@ def round_page(request: HttpRequest, number: int) -> HttpResponse:
             "row": row,
             "bound": usd(row["report"].get("bound_cents")),
             "prices": price_rows(rounds.round_prices_by_pair(round_=round_)) if row["report"] else [],
-            "previous_number": number - 1 if number > 1 else None,
+            "previous_number": rounds.round_number_of_report(
+                report_sha256=row["report"].get("previous_report_sha256", "")
+            ),
         },
     )
 
@@ -401,7 +403,7 @@ def invitation_page(request: HttpRequest, token: str) -> HttpResponse:
         status = 410
     if request.method == "POST" and problem is None and request.user.is_authenticated:
         try:
-            membership = services.invitation_accept(token=token, user=request.user)  # type: ignore[arg-type]
+            membership = services.invitation_accept(token=token, user=request.user)
         except DomainError as error:
             problem = _sentence(error.message)
             status = 403 if isinstance(error, PermissionDenied) else 409

@@ -40,7 +40,7 @@ def memberships(request: HttpRequest) -> list[Membership]:
     found: list[Membership] = []
     if _signed_in(request):
         found = list(
-            Membership.objects.filter(user=request.user).select_related("team").order_by("team__name")
+            Membership.objects.filter(user_id=request.user.pk).select_related("team").order_by("team__name")
         )
     request._gridx_memberships = found  # type: ignore[attr-defined]
     return found

@@ -68,11 +68,11 @@ def _chart_filters(request: HttpRequest, pairs: list[tuple[str, str]]) -> dict[s
 
     model = request.GET.get("model", "")
     cluster = request.GET.get("cluster", "")
-    range_key = request.GET.get("range", "7d")
+    range_key = request.GET.get("range", "24h")
     return {
         "model": model if model in {m for m, _ in pairs} else "",
         "cluster": cluster if cluster in {c for _, c in pairs} else "",
-        "range": range_key if range_key in PRICE_RANGES else "7d",
+        "range": range_key if range_key in PRICE_RANGES else "24h",
     }
 
 

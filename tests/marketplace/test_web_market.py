@@ -201,7 +201,7 @@ def test_price_filters_and_ranges_come_back_as_json(client, now, gpu_catalogue):
     assert monthly["range"] == "30d"
     assert len(monthly["series"][0]["points"]) == 1  # one UTC day
     unknown = client.get("/market/prices.json", {"model": "Z9000", "range": "1y"}).json()
-    assert unknown["range"] == "7d" and len(unknown["series"]) == 2  # bad filters mean "all"
+    assert unknown["range"] == "24h" and len(unknown["series"]) == 2  # bad filters mean "all"
 
 
 def test_the_market_page_makes_the_same_few_queries_however_many_rounds(

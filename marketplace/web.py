@@ -38,10 +38,9 @@ def memberships(request: HttpRequest) -> list[Membership]:
     if cached is not None:
         return cached  # type: ignore[no-any-return]
     found: list[Membership] = []
-    if _signed_in(request):
-        found = list(
-            Membership.objects.filter(user_id=request.user.pk).select_related("team").order_by("team__name")
-        )
+    user_id = request.user.pk if _signed_in(request) else None
+    if user_id is not None:
+        found = list(Membership.objects.filter(user_id=user_id).select_related("team").order_by("team__name"))
     request._gridx_memberships = found  # type: ignore[attr-defined]
     return found
 

@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: demo test install install-dev services browser lint typecheck migrations-check pytest bench bench-metering bench-api clean
+.PHONY: demo test install install-dev services browser screenshots lint typecheck migrations-check pytest bench bench-metering bench-api clean
 
 $(UV):
 	$(PYTHON) -m venv .tools/uv
@@ -30,6 +30,10 @@ services:
 # Debian's chromium for the browser tests (tests/e2e), driven by Playwright with executable_path.
 browser:
 	scripts/ensure-chromium.sh
+
+# Re-take the screenshots in docs/screenshots/ (shown in the README) from the browser tests.
+screenshots: install-dev services browser
+	GRIDX_SCREENSHOTS=docs/screenshots $(BIN)/pytest tests/e2e -q
 
 lint: install-dev
 	$(BIN)/ruff format --check .

@@ -128,119 +128,117 @@ def fill(
 
 
 def build_market(rnd: Round) -> Market:
-    """Enumerate and prune placements and sources of a (sub-)round; build capacity checkpoints."""
+    """Enumerate and prune placements and sources of a (sub-)round; build capacity checkpoints.
+
+    All bids at once, with array operations (no Python loop of numpy calls per bid): every
+    (bid, offer) pair that can serve the bid is expanded into one candidate source per start slot
+    the offer covers; sorting the candidates by (bid, model and cluster key, start, offer by
+    reserve then id) groups them into placements with their sources best margin first, the order
+    the per-bid builder produced (`tests/engine/reference_build.py`, checked equal by
+    `tests/engine/test_build.py`)."""
     offers, bids = rnd.offers, rnd.bids
+    n_o, n_b = len(offers), len(bids)
     models = tuple(sorted({o.gpu_model for o in offers}))
     clusters = tuple(sorted({o.cluster for o in offers}))
     mi = {m: i for i, m in enumerate(models)}
     ci = {c: i for i, c in enumerate(clusters)}
-    o_gpus = np.array([o.gpus for o in offers], dtype=np.int64)
-    o_start = np.array([o.start_slot for o in offers], dtype=np.int64)
-    o_end = np.array([o.end_slot for o in offers], dtype=np.int64)
-    o_reserve = np.array([o.reserve for o in offers], dtype=np.int64)
-    o_model = np.array([mi[o.gpu_model] for o in offers], dtype=np.int64)
-    o_cluster = np.array([ci[o.cluster] for o in offers], dtype=np.int64)
-    # offers ordered by (reserve, id): a placement's sources come out best margin first
-    cheap_order = np.lexsort((np.arange(len(offers)), o_reserve)) if offers else np.zeros(0, np.int64)
+    n_c = len(clusters)
+    oa = np.array(
+        [(o.gpus, o.start_slot, o.end_slot, o.reserve, mi[o.gpu_model], ci[o.cluster]) for o in offers],
+        dtype=np.int64,
+    ).reshape(n_o, 6)
+    o_gpus, o_start, o_end, o_reserve, o_model, o_cluster = np.ascontiguousarray(oa.T)
+    ba = np.array(
+        [(b.gpus, b.min_gpus, b.duration, b.limit, b.earliest_start, b.latest_end, b.colocate) for b in bids],
+        dtype=np.int64,
+    ).reshape(n_b, 7)
+    b_gpus, b_min, b_dur, b_limit, b_es, b_le, b_coloc = np.ascontiguousarray(ba.T)
 
     groups: dict[str, int] = {}
-    b_group = np.zeros(len(bids), dtype=np.int64)
-    for i, b in enumerate(bids):
-        key = f"x:{b.xor_group}" if b.xor_group is not None else f"b:{b.id}"
-        b_group[i] = groups.setdefault(key, len(groups))
+    b_group = np.array(
+        [
+            groups.setdefault(f"x:{b.xor_group}" if b.xor_group is not None else f"b:{b.id}", len(groups))
+            for b in bids
+        ],
+        dtype=np.int64,
+    ).reshape(n_b)
 
     mins = rnd.slot_minutes
-    pl_bid: list[IntArray] = []
-    pl_model: list[IntArray] = []
-    pl_cluster: list[IntArray] = []
-    pl_start: list[IntArray] = []
-    pl_nsrc: list[IntArray] = []
-    pl_best: list[FloatArray] = []
-    src_offer: list[IntArray] = []
-    b_pstart = np.zeros(len(bids) + 1, dtype=np.int64)
-    reasons: list[str | None] = []
-    n_places = 0
-    for bi, b in enumerate(bids):
-        reason: str | None = REASON_NO_OFFER
-        d = b.duration
-        starts = np.arange(b.earliest_start, b.latest_end - d + 1, dtype=np.int64)
-        bm = [mi[m] for m in b.gpu_models if m in mi]
-        if bm and starts.size:
-            elig = cheap_order[np.isin(o_model[cheap_order], bm)]
-            lo = np.maximum(o_start[elig], b.earliest_start)
-            hi = np.minimum(o_end[elig], b.latest_end)
-            elig = elig[hi - lo >= d]
-        else:
-            elig = np.zeros(0, dtype=np.int64)
-        if elig.size:
-            cover = (o_start[elig][None, :] <= starts[:, None]) & (
-                starts[:, None] + d <= o_end[elig][None, :]
-            )
-            keys = o_model[elig] * (len(clusters) + 1) + (o_cluster[elig] if b.colocate else len(clusters))
-            for key in np.unique(keys):
-                cols = elig[keys == key]
-                sub = cover[:, keys == key]
-                rows = np.flatnonzero(sub.any(axis=1))
-                if not rows.size:
-                    continue
-                r_idx, c_idx = np.nonzero(sub[rows])
-                offs = cols[c_idx]
-                nsrc = np.bincount(r_idx, minlength=rows.size).astype(np.int64)
-                seg_start = np.concatenate(([0], np.cumsum(nsrc)[:-1])).astype(np.int64)
-                ub = np.minimum(o_gpus[offs], b.gpus)
-                margin = b.limit - o_reserve[offs]
-                gp = np.full(rows.size, b.gpus, dtype=np.int64)
-                mn = np.full(rows.size, b.min_gpus, dtype=np.int64)
-                take = fill(ub, margin, seg_start, r_idx, gp, mn)
-                got = np.bincount(r_idx, weights=take, minlength=rows.size)
-                val = np.bincount(r_idx, weights=take * margin, minlength=rows.size) * d * mins / 60.0
-                size_ok = got >= b.min_gpus
-                if size_ok.any() and reason == REASON_NO_OFFER:
-                    reason = REASON_BELOW_RESERVE
-                keep = size_ok & (val > 0)
-                if not keep.any():
-                    continue
-                reason = None
-                ksel = keep[r_idx]
-                pl_bid.append(np.full(int(keep.sum()), bi, dtype=np.int64))
-                pl_model.append(np.full(int(keep.sum()), int(o_model[cols[0]]), dtype=np.int64))
-                pl_cluster.append(
-                    np.full(int(keep.sum()), int(o_cluster[cols[0]]) if b.colocate else -1, dtype=np.int64)
-                )
-                pl_start.append(starts[rows[keep]])
-                pl_nsrc.append(nsrc[keep])
-                pl_best.append(val[keep])
-                src_offer.append(offs[ksel])
-                n_places += int(keep.sum())
-        reasons.append(reason)
-        b_pstart[bi + 1] = n_places
+    # (bid, offer) pairs: the offer has one of the bid's models and covers `duration` slots of its
+    # window; row-major, so sorted by bid then offer
+    wants = np.zeros((n_b, len(models) + 1), dtype=bool)
+    bm = [(bi, mi[m]) for bi, b in enumerate(bids) for m in b.gpu_models if m in mi]
+    if bm:
+        bm_arr = np.array(bm, dtype=np.int64)
+        wants[bm_arr[:, 0], bm_arr[:, 1]] = True
+    lo_all = np.maximum(o_start[None, :], b_es[:, None])
+    hi_all = np.minimum(o_end[None, :], b_le[:, None]) - b_dur[:, None]
+    pb, po = np.nonzero(wants[:, o_model] & (hi_all >= lo_all))
+    lo, hi = lo_all[pb, po], hi_all[pb, po]
+    # one candidate source per (pair, start slot); placements are (bid, key, start), where the key
+    # is the model and, for a colocated bid, the cluster
+    n_start = hi - lo + 1
+    n_cand = int(n_start.sum())
+    pair = np.repeat(np.arange(pb.size, dtype=np.int64), n_start)
+    c_start = lo[pair] + np.arange(n_cand, dtype=np.int64) - np.repeat(np.cumsum(n_start) - n_start, n_start)
+    key = o_model[po] * (n_c + 1) + np.where(b_coloc[pb] != 0, o_cluster[po], n_c)
+    rank = np.empty(n_o, dtype=np.int64)
+    rank[np.lexsort((np.arange(n_o), o_reserve))] = np.arange(n_o)  # offers by (reserve, id)
+    n_key, stride = len(models) * (n_c + 1), rnd.slots + 1
+    place_key = (pb[pair] * n_key + key[pair]) * stride + c_start
+    if n_b * n_key * stride * max(n_o, 1) < 2**62:
+        order = np.argsort(place_key * max(n_o, 1) + rank[po[pair]])
+    else:  # pragma: no cover - a round far beyond the sample sizes
+        order = np.lexsort((rank[po[pair]], place_key))
+    pair, c_start, place_key = pair[order], c_start[order], place_key[order]
+    c_bid, c_offer = pb[pair], po[pair]
+    new = np.ones(n_cand, dtype=bool)
+    new[1:] = place_key[1:] != place_key[:-1]
+    seg_start = np.flatnonzero(new)
+    seg_id = np.cumsum(new) - 1
+    n_seg = int(seg_start.size)
+    s_bid = c_bid[seg_start]
+    ub = np.minimum(o_gpus[c_offer], b_gpus[c_bid])
+    margin = b_limit[c_bid] - o_reserve[c_offer]
+    take = fill(ub, margin, seg_start, seg_id, b_gpus[s_bid], b_min[s_bid])
+    got = np.bincount(seg_id, weights=take, minlength=n_seg)
+    val = np.bincount(seg_id, weights=take * margin, minlength=n_seg) * b_dur[s_bid] * mins / 60.0
+    size_ok = got >= b_min[s_bid]
+    keep = size_ok & (val > 0)
+    has_size = np.zeros(n_b, dtype=bool)
+    has_size[s_bid[size_ok]] = True
+    has_keep = np.zeros(n_b, dtype=bool)
+    has_keep[s_bid[keep]] = True
+    reasons = [
+        None if k else (REASON_BELOW_RESERVE if s else REASON_NO_OFFER)
+        for k, s in zip(has_keep.tolist(), has_size.tolist(), strict=True)
+    ]
 
-    def cat(parts: list[IntArray]) -> IntArray:
-        return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
-
-    p_bid = cat(pl_bid)
-    p_model = cat(pl_model)
-    p_cluster = cat(pl_cluster)
-    p_start = cat(pl_start)
-    b_gpus = np.array([b.gpus for b in bids], dtype=np.int64)
-    b_min = np.array([b.min_gpus for b in bids], dtype=np.int64)
-    b_dur = np.array([b.duration for b in bids], dtype=np.int64)
-    b_limit = np.array([b.limit for b in bids], dtype=np.int64)
-    p_end = p_start + b_dur[p_bid] if p_bid.size else np.zeros(0, dtype=np.int64)
-    nsrc_all = cat(pl_nsrc)
-    p_kstart = np.concatenate(([0], np.cumsum(nsrc_all))).astype(np.int64)
-    k_offer = cat(src_offer)
+    kept = np.flatnonzero(keep)
+    p_bid = s_bid[kept]
+    s_key = place_key[seg_start[kept]] // stride - p_bid * n_key
+    p_model = s_key // (n_c + 1)
+    p_cluster = s_key % (n_c + 1)
+    p_cluster[p_cluster == n_c] = -1
+    p_start = c_start[seg_start[kept]]
+    p_end = p_start + b_dur[p_bid]
+    nsrc_all = np.bincount(seg_id, minlength=n_seg)[kept]
+    b_pstart = np.zeros(n_b + 1, dtype=np.int64)
+    np.cumsum(np.bincount(p_bid, minlength=n_b), out=b_pstart[1:])
+    p_kstart = np.zeros(kept.size + 1, dtype=np.int64)
+    np.cumsum(nsrc_all, out=p_kstart[1:])
+    k_offer = c_offer[keep[seg_id]]
     k_place = np.repeat(np.arange(p_bid.size, dtype=np.int64), nsrc_all)
     kb = p_bid[k_place]
-    k_margin = b_limit[kb] - o_reserve[k_offer] if k_offer.size else np.zeros(0, dtype=np.int64)
-    k_ub = np.minimum(b_gpus[kb], o_gpus[k_offer]) if k_offer.size else np.zeros(0, dtype=np.int64)
+    k_margin = b_limit[kb] - o_reserve[k_offer]
+    k_ub = np.minimum(b_gpus[kb], o_gpus[k_offer])
     k_value: FloatArray = (k_margin * b_dur[kb] * (mins / 60.0)).astype(np.float64)
 
     # capacity checkpoints: per offer, the distinct starts of placements drawing from it
     ks = p_start[k_place]
-    pair = np.unique(k_offer * (rnd.slots + 1) + ks) if k_offer.size else np.zeros(0, dtype=np.int64)
-    r_offer = pair // (rnd.slots + 1)
-    r_slot = pair % (rnd.slots + 1)
+    pair_key = np.unique(k_offer * (rnd.slots + 1) + ks)
+    r_offer = pair_key // (rnd.slots + 1)
+    r_slot = pair_key % (rnd.slots + 1)
 
     return Market(
         rnd=rnd,
@@ -266,7 +264,7 @@ def build_market(rnd: Round) -> Market:
         p_start=p_start,
         p_end=p_end,
         p_kstart=p_kstart,
-        p_best=np.concatenate(pl_best) if pl_best else np.zeros(0),
+        p_best=val[kept],
         k_place=k_place,
         k_offer=k_offer,
         k_margin=k_margin,

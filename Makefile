@@ -64,5 +64,10 @@ bench-metering: install services
 bench-api: install-dev services
 	$(BIN)/python scripts/bench_api.py $(BENCH_API_ARGS)
 
+# Every main page with 10,000 bids and leases (a throwaway PostgreSQL database): p50/p95, query
+# counts, and the ratio to /healthz in the same run. Figures in docs/demo.md.
+bench-pages: install-dev services
+	$(BIN)/python scripts/bench_pages.py $(BENCH_PAGES_ARGS)
+
 clean:
 	rm -rf $(VENV) .tools .pytest_cache .mypy_cache .ruff_cache

@@ -152,7 +152,7 @@ def _bot_commands(env: dict[str, str], url: str) -> dict[str, list[str]]:
             "--duration-hours",
             str(bot.duration_hours),
             "--window-hours",
-            str(bot.duration_hours + BID_SLACK_HOURS),
+            str(bot.duration_hours),
             "--max-bids",
             "2",
             "--poll-seconds",
@@ -201,7 +201,16 @@ def main(argv: list[str]) -> int:
 
     url = f"http://{args.host}:{args.port}/"
     commands: dict[str, list[str]] = {
-        "web": [_bin("gunicorn"), "config.wsgi", "-b", f"{args.host}:{args.port}", "-w", "2"],
+        # No control socket: its default path is shared by every gunicorn of this user.
+        "web": [
+            _bin("gunicorn"),
+            "config.wsgi",
+            "-b",
+            f"{args.host}:{args.port}",
+            "-w",
+            "2",
+            "--no-control-socket",
+        ],
         "worker": [
             _bin("celery"),
             "-A",

@@ -154,9 +154,12 @@ class ChainGap(models.Model):
 class IntervalReport(models.Model):
     """What one GPU did during `[start, end)` on its host's wall clock; `monotonic_ms` is the true length."""
 
-    envelope = models.ForeignKey(Envelope, on_delete=models.PROTECT, related_name="reports")
+    # No single-column indexes on the two keys: the unique (envelope, position) and the (gpu, start)
+    # index lead with them and serve the same lookups, and each index is updated for every report
+    # ingested (the hot path: docs/metering.md, Benchmark).
+    envelope = models.ForeignKey(Envelope, on_delete=models.PROTECT, related_name="reports", db_index=False)
     position = models.PositiveIntegerField()  # index in the envelope's `reports`
-    gpu = models.ForeignKey(Gpu, on_delete=models.PROTECT, related_name="interval_reports")
+    gpu = models.ForeignKey(Gpu, on_delete=models.PROTECT, related_name="interval_reports", db_index=False)
     start = models.DateTimeField()
     end = models.DateTimeField()
     monotonic_ms = models.BigIntegerField()

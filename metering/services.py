@@ -20,6 +20,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Max
 from django.utils import timezone
+from psycopg.types.json import Jsonb
 
 from auctions.models import Lease, LeaseGpu
 from marketplace.errors import Conflict, InvalidInput, NotFound
@@ -456,6 +457,15 @@ _REPORT_COLUMNS = (
 )
 
 
+def _copy_types() -> list[str]:
+    """PostgreSQL type names of _REPORT_COLUMNS, for binary COPY (which needs them exactly)."""
+    by_column = {f.column: f for f in IntervalReport._meta.concrete_fields}
+    return [str(by_column[c].db_type(connection)) for c in _REPORT_COLUMNS]
+
+
+_EMPTY_XIDS = Jsonb([])
+
+
 def _reports_insert(envelope_id: int, env: WireEnvelope, gpu_ids: dict[str, int]) -> None:
     """Insert an envelope's reports in one statement: COPY on PostgreSQL, bulk_create elsewhere."""
     rows = [
@@ -474,7 +484,7 @@ def _reports_insert(envelope_id: int, env: WireEnvelope, gpu_ids: dict[str, int]
             r.mem_used_max_bytes,
             r.energy_mj,
             r.power_mean_mw,
-            "[]" if not r.xid_errors else json.dumps(list(r.xid_errors)),  # json.dumps costs ~2 us a row
+            Jsonb(list(r.xid_errors)) if r.xid_errors else _EMPTY_XIDS,
             r.ecc_uncorrected_delta,
             r.processes_max,
             r.samples,
@@ -484,16 +494,21 @@ def _reports_insert(envelope_id: int, env: WireEnvelope, gpu_ids: dict[str, int]
     ]
     if connection.vendor == "postgresql":
         columns = ", ".join(f'"{c}"' for c in _REPORT_COLUMNS)
+        table = IntervalReport._meta.db_table
         with connection.cursor() as cursor:
             raw = cursor.cursor  # the psycopg cursor: Django's wrapper has no COPY
-            with raw.copy(f"COPY {IntervalReport._meta.db_table} ({columns}) FROM STDIN") as copy:  # noqa: S608
+            # Binary COPY: psycopg's C dumpers write datetimes and numbers without formatting them
+            # as text, and PostgreSQL reads them without parsing (about 2 us less a row).
+            with raw.copy(f"COPY {table} ({columns}) FROM STDIN (FORMAT BINARY)") as copy:  # noqa: S608
+                copy.set_types(_copy_types())
                 for values in rows:
                     copy.write_row(values)
         return
     objs = []
     for values in rows:
-        fields = dict(zip(_REPORT_COLUMNS, values, strict=True))
-        fields["xid_errors"] = json.loads(str(fields["xid_errors"]))
+        fields: dict[str, object] = dict(zip(_REPORT_COLUMNS, values, strict=True))
+        xids = fields["xid_errors"]
+        fields["xid_errors"] = list(xids.obj) if isinstance(xids, Jsonb) else []
         objs.append(IntervalReport(**fields))
     IntervalReport.objects.bulk_create(objs)
 

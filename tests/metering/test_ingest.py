@@ -51,6 +51,52 @@ def test_an_accepted_envelope_stores_every_report_and_acks_its_seq(agent):
     ]
 
 
+def test_every_value_of_a_report_is_stored_as_sent(agent):
+    # The COPY path writes binary values: XIDs as JSON, nulls for unsupported features, negative
+    # clock steps, fractional percentages and large counters must read back exactly.
+    busy = report(
+        GPU_A,
+        minute(0) + dt.timedelta(milliseconds=123),
+        seconds=59.877,
+        util_mean_pct=12.25,
+        util_max_pct=100.0,
+        mem_used_max_bytes=85_520_809_984,
+        energy_mj=17_963_100,
+        xid_errors=(79, 13, 79),
+        ecc_uncorrected_delta=2,
+        processes_max=7,
+        healthy=False,
+        energy_resets=1,
+        clock_step_s=-3.5,
+    )
+    bare = report(
+        GPU_B,
+        minute(0),
+        util_mean_pct=None,
+        util_max_pct=None,
+        mem_used_max_bytes=None,
+        energy_mj=None,
+        power_mean_mw=None,
+        ecc_uncorrected_delta=None,
+        processes_max=None,
+        present=False,
+        healthy=False,
+    )
+    assert agent.post(agent.envelope([busy, bare])).status_code == 200
+    columns = (
+        "position", "gpu__uuid", "start", "end", "monotonic_ms", "clock_step_ms", "present", "healthy",
+        "util_mean_pct", "util_max_pct", "mem_used_max_bytes", "energy_mj", "power_mean_mw", "xid_errors",
+        "ecc_uncorrected_delta", "processes_max", "samples", "energy_resets",
+    )  # fmt: skip
+    stored = list(IntervalReport.objects.order_by("position").values_list(*columns))
+    assert stored == [
+        (0, GPU_A, busy.start, busy.end, 59_877, -3_500, True, False, 12.25, 100.0, 85_520_809_984,
+         17_963_100, 300_000, [79, 13, 79], 2, 7, 12, 1),
+        (1, GPU_B, bare.start, bare.end, 60_000, 0, False, False, None, None, None, None, None, [],
+         None, None, 12, 0),
+    ]  # fmt: skip
+
+
 def test_a_replayed_envelope_counts_once(agent):
     body = agent.envelope(both(minute(0)))
     assert agent.post(body).json()["status"] == "accepted"

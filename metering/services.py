@@ -463,7 +463,8 @@ def _copy_types() -> list[str]:
     return [str(by_column[c].db_type(connection)) for c in _REPORT_COLUMNS]
 
 
-_EMPTY_XIDS = Jsonb([])
+# Most reports have no XID: one shared value whose JSON is known, so COPY does not encode it each row.
+_EMPTY_XIDS = Jsonb([], dumps=lambda _obj: "[]")
 
 
 def _reports_insert(envelope_id: int, env: WireEnvelope, gpu_ids: dict[str, int]) -> None:

@@ -130,6 +130,7 @@ def demo_market_seed(*, now: dt.datetime | None = None) -> dict[str, int]:
     """Create the demo's users, teams, inventory, live orders and bot keys, unless they exist."""
     keys = bot_keys_load()
     created = _market_seed(now=now or timezone.now())
+    staff_totp_secret()  # the staff member's console device, made once
     with transaction.atomic():
         new_keys = _bot_keys(keys)
     if new_keys:

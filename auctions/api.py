@@ -9,7 +9,8 @@ from __future__ import annotations
 import datetime as dt
 import json
 import uuid
-from typing import Any
+from collections.abc import Iterable
+from typing import Any, TypeGuard
 
 from django.db.models import QuerySet
 from django.utils.dateparse import parse_datetime
@@ -244,6 +245,89 @@ class BidIn(serializers.Serializer[Any]):
         return spec_of(self.validated_data)
 
 
+_INT_BOUND = 2**62
+
+
+def _plain_text(value: Any, *, blank: bool) -> bool:
+    """Text that StrictCharField(max_length=64) keeps exactly as it is."""
+    return (
+        type(value) is str
+        and len(value) <= 64
+        and (blank or value != "")
+        and value.isprintable()
+        and value.strip() == value
+    )
+
+
+def _plain_int(value: Any) -> TypeGuard[int]:
+    return type(value) is int and -_INT_BOUND <= value <= _INT_BOUND
+
+
+def _plain_utc(value: Any) -> dt.datetime | None:
+    if type(value) is not str:
+        return None
+    try:
+        parsed = parse_datetime(value)
+    except ValueError:
+        return None
+    if parsed is None or parsed.tzinfo is None:
+        return None
+    return parsed.astimezone(dt.UTC)
+
+
+def plain_spec(v: Any) -> BidSpec | None:
+    """The spec BidIn would read from a well-formed bid, without BidIn's cost (about 0.15 ms a bid,
+    which a batch of 1,000 feels), or None: then BidIn decides and explains what is wrong.
+
+    It accepts only input that BidIn keeps unchanged (exact JSON types, text without surrounding
+    blanks), so it never lets through what BidIn would refuse; tests check the two agree.
+    """
+    if type(v) is not dict:
+        return None
+    models = v.get("gpu_models")
+    gpus = v.get("gpus")
+    min_gpus = v.get("min_gpus", gpus)
+    duration = v.get("duration_hours")
+    limit = v.get("limit_cents_per_gpu_hour")
+    colocate = v.get("colocate", True)
+    xor_group = v.get("xor_group", "")
+    if not (
+        type(models) is list
+        and all(_plain_text(m, blank=False) for m in models)
+        and _plain_int(gpus)
+        and _plain_int(min_gpus)
+        and _plain_int(duration)
+        and _plain_int(limit)
+        and type(colocate) is bool
+        and _plain_text(xor_group, blank=True)
+    ):
+        return None
+    start = _plain_utc(v.get("earliest_start"))
+    end = _plain_utc(v.get("latest_end"))
+    if start is None or end is None:
+        return None
+    return BidSpec(
+        gpu_models=tuple(models),
+        gpus=gpus,
+        min_gpus=min_gpus,
+        duration_hours=duration,
+        earliest_start=start,
+        latest_end=end,
+        colocate=colocate,
+        limit_cents_per_gpu_hour=limit,
+        xor_group=xor_group,
+    )
+
+
+def bid_spec_in(data: Any) -> BidSpec:
+    """A bid request's spec: the fast path when it is well-formed, else BidIn (422 with reasons)."""
+    if (spec := plain_spec(data)) is not None:
+        return spec
+    checked = BidIn(data=data)
+    checked.is_valid(raise_exception=True)
+    return checked.to_spec()
+
+
 def spec_of(v: dict[str, Any]) -> BidSpec:
     return BidSpec(
         gpu_models=tuple(v["gpu_models"]),
@@ -311,8 +395,39 @@ class PlacedBidOut(BidOut):
         fields = [*BidOut.Meta.fields, "round"]
 
 
-def placed(bid: Bid, round_number: int | None) -> dict[str, Any]:
-    return {**BidOut(bid).data, "round": round_number}
+_DATETIME_OUT = serializers.DateTimeField()
+
+
+def bid_out(bid: Bid, gpu_models: Iterable[str] | None = None) -> dict[str, Any]:
+    """`BidOut(bid).data`, built directly: BidOut costs about 0.2 ms a bid, which a batch of 1,000
+    bids feels (tests check the two agree). `gpu_models`, when the caller knows the bid's model
+    names, saves reading them."""
+    when = _DATETIME_OUT.to_representation
+    names = gpu_models if gpu_models is not None else (m.name for m in bid.gpu_models.all())
+    return {
+        "id": bid.pk,
+        "status": str(bid.status),
+        "gpu_models": sorted(names),
+        "gpus": bid.gpus,
+        "min_gpus": bid.min_gpus,
+        "duration_hours": bid.duration_hours,
+        "earliest_start": when(bid.earliest_start),
+        "latest_end": when(bid.latest_end),
+        "colocate": bid.colocate,
+        "limit_cents_per_gpu_hour": bid.limit_cents_per_gpu_hour,
+        "currency": bid.currency,
+        "xor_group": bid.xor_group,
+        "idempotency_key": bid.idempotency_key,
+        "replaces": bid.replaces_id,
+        "receipt": bid.receipt,
+        "api_key": bid.api_key.prefix if bid.api_key_id and bid.api_key else None,
+        "created_at": when(bid.created_at),
+        "cancelled_at": when(bid.cancelled_at) if bid.cancelled_at else None,
+    }
+
+
+def placed(bid: Bid, round_number: int | None, gpu_models: Iterable[str] | None = None) -> dict[str, Any]:
+    return {**bid_out(bid, gpu_models), "round": round_number}
 
 
 class OutcomeOut(serializers.Serializer[Any]):
@@ -410,20 +525,20 @@ class BidListApi(APIView):
     )
     def post(self, request: Request) -> Response:
         """Place a sealed bid; the response says which round will clear it."""
-        data = BidIn(data=request.data)
-        data.is_valid(raise_exception=True)
+        spec = bid_spec_in(request.data)
         team = acting_team(request)
 
         def handle(key: str | None) -> Response:
             result = services.bid_submit(
                 team=team,
                 actor=request_actor(request),
-                spec=data.to_spec(),
+                spec=spec,
                 idempotency_key=key or uuid.uuid4().hex,
                 api_key=request_key(request),
             )
             assert isinstance(result.order, Bid)
-            return Response(placed(result.order, result.round_number), status=201)
+            # The stored bid's models are the request's (a replayed bid matched them exactly).
+            return Response(placed(result.order, result.round_number, set(spec.gpu_models)), status=201)
 
         return idempotent(request, team, handle)
 
@@ -457,20 +572,26 @@ class BidBatchApi(APIView):
                 "too_many",
                 f"a batch holds at most 1000 bids, got {len(request.data['bids'])}; split it",
             )
-        data = BidBatchIn(data=request.data)
-        data.is_valid(raise_exception=True)
+        fast = [plain_spec(v) for v in request.data["bids"]]
+        if all(spec is not None for spec in fast):
+            specs = [spec for spec in fast if spec is not None]
+        else:
+            data = BidBatchIn(data=request.data)
+            data.is_valid(raise_exception=True)
+            specs = [spec_of(v) for v in data.validated_data["bids"]]
         team = acting_team(request)
 
         def handle(key: str | None) -> Response:
             result = services.bid_submit_batch(
                 team=team,
                 actor=request_actor(request),
-                specs=[spec_of(v) for v in data.validated_data["bids"]],
+                specs=specs,
                 idempotency_key=key or uuid.uuid4().hex,
                 api_key=request_key(request),
             )
-            # The placed bids carry their models and key already (no query per bid).
-            body = {"round": result.round_number, "bids": BidOut(result.bids, many=True).data}
+            # Each stored bid's models are its request's (replayed bids matched them exactly).
+            out = [bid_out(bid, set(spec.gpu_models)) for bid, spec in zip(result.bids, specs, strict=True)]
+            body = {"round": result.round_number, "bids": out}
             return Response(body, status=201)
 
         return idempotent(request, team, handle)

@@ -4,7 +4,8 @@ A bid touches an offer when the offer has one of the bid's models and its window
 bid's window for at least the bid's duration; bids of one XOR group touch each other. Components
 share no capacity and no XOR group, so clearing them separately and concatenating the results is
 exactly clearing the whole round. The test is deliberately coarse (no size or price test) so that
-each bid's loser reason is decided inside its own component.
+each bid's loser reason is decided inside its own component. Bids that touch no offer come last,
+together in one part with no offers (they all lose with `no_offer`).
 """
 
 from __future__ import annotations
@@ -59,9 +60,15 @@ def components(rnd: Round) -> list[Round]:
     for bi in range(n_b):
         roots.setdefault(_find(parent, n_o + bi), ([], []))[1].append(bi)
     parts: list[Round] = []
+    lonely: list[int] = []
     for _, (os_, bs) in sorted(roots.items()):
         if not bs:
             continue  # offers nobody can use: nothing to clear
+        if not os_:
+            # bids no offer can serve all lose (no_offer) whatever the part: one part for all of
+            # them, not one model to build per bid
+            lonely.extend(bs)
+            continue
         parts.append(
             Round(
                 round=rnd.round,
@@ -69,6 +76,16 @@ def components(rnd: Round) -> list[Round]:
                 slots=rnd.slots,
                 offers=tuple(rnd.offers[i] for i in os_),
                 bids=tuple(rnd.bids[i] for i in bs),
+            )
+        )
+    if lonely:
+        parts.append(
+            Round(
+                round=rnd.round,
+                slot_minutes=rnd.slot_minutes,
+                slots=rnd.slots,
+                offers=(),
+                bids=tuple(rnd.bids[i] for i in sorted(lonely)),
             )
         )
     return parts

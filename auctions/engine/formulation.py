@@ -20,6 +20,7 @@ so the same sub-market always gives the same model, whatever the order of the in
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -286,9 +287,9 @@ class Matrices:
     """
 
     c: FloatArray  # objective (maximise), cents
-    a_link: sp.csr_matrix
+    a_link: sp.csc_matrix
     b_link: FloatArray
-    a_flow: sp.csr_matrix
+    a_flow: sp.csc_matrix
     cap: FloatArray  # per y column
     lb: FloatArray
     ub: FloatArray
@@ -304,36 +305,61 @@ class Matrices:
         return int(self.a_link.nnz + self.a_flow.nnz + self.cap.size)
 
 
-def build_matrices(mk: Market) -> Matrices:
-    """Assemble the sparse rows described in `Matrices`."""
-    np_, nk, nr = mk.n_places, mk.n_sources, int(mk.r_offer.size)
-    n = np_ + nk + nr
+def _index_dtype(*sizes: int) -> type[np.signedinteger[Any]]:
+    """The index type scipy picks for these sizes (int32 when it fits), so that matrices made here
+    are array for array what scipy's own COO conversion made."""
+    return np.int32 if max(sizes, default=0) <= np.iinfo(np.int32).max else np.int64
+
+
+def csc_from_columns(data: FloatArray, indices: IntArray, counts: IntArray, n_rows: int) -> sp.csc_matrix:
+    """A CSC matrix from entries already in canonical order (column by column, rows ascending, no
+    duplicates) and the number of entries per column. Every matrix of the model has a fixed,
+    small pattern per column, so it is written straight in this form: no COO round trip (~140 us
+    of scipy overhead per matrix on tiny rounds, and a sort on large ones)."""
+    idt = _index_dtype(n_rows, int(counts.size), int(indices.size))
+    indptr = np.zeros(counts.size + 1, dtype=idt)
+    np.cumsum(counts, out=indptr[1:])
+    m = sp.csc_matrix((data, indices.astype(idt), indptr), shape=(n_rows, int(counts.size)), copy=False)
+    m.has_sorted_indices = True
+    return m
+
+
+def link_columns(
+    mk: Market, extra: IntArray | None = None
+) -> tuple[FloatArray, IntArray, IntArray, IntArray]:
+    """The XOR-group and placement-link rows, column by column over z then x: z[p] is in its
+    group's row (1), its upper link row (-gpus) and its lower link row (min_gpus); x[k] in its
+    placement's upper (1) and lower (-1) link rows (rows: groups, upper links, lower links).
+    `extra[k]` more entries are left unfilled after x[k]'s two (rows below the link rows, such as
+    `natural_model`'s capacity rows). Returns (data, row indices, entries per column, position of
+    each x column's first extra entry)."""
+    np_, nk, ng = mk.n_places, mk.n_sources, mk.n_groups
     pidx = np.arange(np_, dtype=np.int64)
-    kidx = np.arange(nk, dtype=np.int64)
-    g = mk.b_group[mk.p_bid]
-    # group rows, then "upper link" rows, then "lower link" rows
-    rows = np.concatenate(
-        [
-            g,
-            mk.n_groups + pidx,
-            mk.n_groups + mk.k_place,
-            mk.n_groups + np_ + pidx,
-            mk.n_groups + np_ + mk.k_place,
-        ]
-    )
-    cols = np.concatenate([pidx, pidx, np_ + kidx, pidx, np_ + kidx])
-    vals = np.concatenate(
-        [
-            np.ones(np_),
-            -mk.b_gpus[mk.p_bid].astype(float),
-            np.ones(nk),
-            mk.b_min[mk.p_bid].astype(float),
-            -np.ones(nk),
-        ]
-    )
-    a_link = sp.csr_matrix((vals, (rows, cols)), shape=(mk.n_groups + 2 * np_, n))
+    x_counts = 2 + (np.zeros(nk, dtype=np.int64) if extra is None else extra)
+    counts = np.concatenate([np.full(np_, 3, dtype=np.int64), x_counts])
+    x_at = 3 * np_ + np.cumsum(x_counts) - x_counts
+    ind = np.empty(3 * np_ + int(x_counts.sum()), dtype=np.int64)
+    dat = np.empty(ind.size)
+    ind[: 3 * np_] = np.stack([mk.b_group[mk.p_bid], ng + pidx, ng + np_ + pidx], axis=1).ravel()
+    dat[: 3 * np_] = np.stack([np.ones(np_), -mk.b_gpus[mk.p_bid], mk.b_min[mk.p_bid]], axis=1).ravel()
+    ind[x_at] = ng + mk.k_place
+    dat[x_at] = 1.0
+    ind[x_at + 1] = ng + np_ + mk.k_place
+    dat[x_at + 1] = -1.0
+    return dat, ind, counts, x_at + 2
+
+
+def build_matrices(mk: Market) -> Matrices:
+    """Assemble the sparse rows described in `Matrices`, written straight in CSC order (both
+    consumers, cvxpy and HiGHS, take columns)."""
+    np_, nk, nr = mk.n_places, mk.n_sources, int(mk.r_offer.size)
+    n_link = mk.n_groups + 2 * np_
+    dat, ind, counts, _ = link_columns(mk)
+    a_link = csc_from_columns(dat, ind, np.concatenate([counts, np.zeros(nr, dtype=np.int64)]), n_link)
     b_link = np.concatenate([np.ones(mk.n_groups), np.zeros(2 * np_)])
-    # flow rows: one per checkpoint (same index as its y column)
+    # flow rows: one per checkpoint (same index as its y column). x[k] is -1 in the row of its
+    # start and +1 in the first checkpoint of its offer at or after its end (if there is one);
+    # y[r] is +1 in row r and -1 in row r + 1 when that is the same offer's next checkpoint
     stride = mk.rnd.slots + 1
     r_key = mk.r_offer * stride + mk.r_slot  # sorted
     base = mk.k_offer * stride
@@ -341,13 +367,25 @@ def build_matrices(mk: Market) -> Matrices:
     r_end = np.searchsorted(r_key, base + mk.p_end[mk.k_place])  # first checkpoint at/after the end
     ends = (r_end < nr) & (mk.r_offer[np.minimum(r_end, max(nr - 1, 0))] == mk.k_offer) if nr else r_end < 0
     ridx = np.arange(nr, dtype=np.int64)
-    first = np.ones(nr, dtype=bool)
-    first[1:] = mk.r_offer[1:] != mk.r_offer[:-1]
-    prev = ridx[~first]
-    f_rows = np.concatenate([ridx, prev, r_start, r_end[ends]])
-    f_cols = np.concatenate([np_ + nk + ridx, np_ + nk + prev - 1, np_ + kidx, np_ + kidx[ends]])
-    f_vals = np.concatenate([np.ones(nr), -np.ones(prev.size), -np.ones(nk), np.ones(int(ends.sum()))])
-    a_flow = sp.csr_matrix((f_vals, (f_rows, f_cols)), shape=(nr, n))
+    nxt = np.zeros(nr, dtype=bool)
+    nxt[:-1] = mk.r_offer[1:] == mk.r_offer[:-1]
+    x_counts = 1 + ends.astype(np.int64)
+    y_counts = 1 + nxt.astype(np.int64)
+    x_at = np.cumsum(x_counts) - x_counts
+    y_at = int(x_counts.sum()) + np.cumsum(y_counts) - y_counts
+    f_ind = np.empty(int(x_counts.sum() + y_counts.sum()), dtype=np.int64)
+    f_dat = np.empty(f_ind.size)
+    f_ind[x_at] = r_start
+    f_dat[x_at] = -1.0
+    f_ind[x_at[ends] + 1] = r_end[ends]
+    f_dat[x_at[ends] + 1] = 1.0
+    f_ind[y_at] = ridx
+    f_dat[y_at] = 1.0
+    f_ind[y_at[nxt] + 1] = ridx[nxt] + 1
+    f_dat[y_at[nxt] + 1] = -1.0
+    a_flow = csc_from_columns(
+        f_dat, f_ind, np.concatenate([np.zeros(np_, dtype=np.int64), x_counts, y_counts]), nr
+    )
     c = np.concatenate([np.zeros(np_), mk.k_value, np.zeros(nr)])
     lb = np.concatenate([np.zeros(np_ + nk), np.full(nr, -np.inf)])
     ub = np.concatenate([np.ones(np_), mk.k_ub.astype(float), np.full(nr, np.inf)])

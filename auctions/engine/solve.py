@@ -16,7 +16,7 @@ from typing import Any
 import cvxpy as cp
 import numpy as np
 
-from .formulation import FloatArray, IntArray, Market, Matrices
+from .formulation import FloatArray, IntArray, Market, Matrices, csc_from_columns, link_columns
 
 log = logging.getLogger(__name__)
 
@@ -227,42 +227,23 @@ def solve_mip(
 def natural_model(mk: Market, cap: IntArray | None = None) -> tuple[Any, int]:
     """The natural formulation as a `highspy.HighsLp` (columns z then x, a capacity row per offer
     per slot, `cap[offer, slot]` GPUs when given, else the offer's); returns it and its number of
-    non-zeros."""
+    non-zeros. Written column by column (`formulation.link_columns`): x[k]'s capacity entries,
+    one per slot it covers, follow its two link entries."""
     import highspy
-    import scipy.sparse as sp
 
     np_, nk = mk.n_places, mk.n_sources
     n = np_ + nk
-    pidx = np.arange(np_)
-    kidx = np.arange(nk)
-    g = mk.b_group[mk.p_bid]
-    rows = [
-        g,
-        mk.n_groups + pidx,
-        mk.n_groups + mk.k_place,
-        mk.n_groups + np_ + pidx,
-        mk.n_groups + np_ + mk.k_place,
-    ]
-    cols = [pidx, pidx, np_ + kidx, pidx, np_ + kidx]
-    vals = [
-        np.ones(np_),
-        -mk.b_gpus[mk.p_bid].astype(float),
-        np.ones(nk),
-        mk.b_min[mk.p_bid].astype(float),
-        -np.ones(nk),
-    ]
     n_link = mk.n_groups + 2 * np_
-    # capacity: one row per offer per slot, every slot a source covers
     dur = mk.p_end[mk.k_place] - mk.p_start[mk.k_place]
-    kk = np.repeat(kidx, dur)
-    off = np.arange(int(dur.sum())) - np.repeat(np.cumsum(dur) - dur, dur)
-    slot = mk.p_start[mk.k_place][kk] + off
-    crow = mk.k_offer[kk] * mk.rnd.slots + slot
-    rows.append(n_link + crow)
-    cols.append(np_ + kk)
-    vals.append(np.ones(kk.size))
+    dat, ind, counts, cap_at = link_columns(mk, dur)
+    # capacity: one row per offer per slot, every slot a source covers
+    n_cap = int(dur.sum())
+    off = np.arange(n_cap, dtype=np.int64) - np.repeat(np.cumsum(dur) - dur, dur)
+    pos = np.repeat(cap_at, dur) + off
+    ind[pos] = n_link + np.repeat(mk.k_offer * mk.rnd.slots + mk.p_start[mk.k_place], dur) + off
+    dat[pos] = 1.0
     n_rows = n_link + mk.o_gpus.size * mk.rnd.slots
-    a = sp.csc_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(n_rows, n))
+    a = csc_from_columns(dat, ind, counts, n_rows)
     caps = np.repeat(mk.o_gpus, mk.rnd.slots) if cap is None else np.asarray(cap).ravel()
     upper = np.concatenate([np.ones(mk.n_groups), np.zeros(2 * np_), caps])
     inf = highspy.kHighsInf

@@ -1,10 +1,14 @@
-"""The per-bid model builder the engine used before `build_market` was vectorised across bids, kept
-verbatim as a reference: `test_build.py` checks that the vectorised builder gives exactly the same
-arrays, and `bench_build.py` times both in the same process."""
+"""The model builders the engine used before they were vectorised (the per-bid `build_market`, the
+COO-assembled `build_matrices` and `natural_model`), kept verbatim as a reference: `test_build.py`
+checks that the engine's builders give exactly the same arrays, and `bench_build.py` times both in
+the same process."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
+import scipy.sparse as sp
 
 from auctions.engine.formulation import (
     REASON_BELOW_RESERVE,
@@ -12,6 +16,7 @@ from auctions.engine.formulation import (
     FloatArray,
     IntArray,
     Market,
+    Matrices,
     fill,
 )
 from auctions.engine.rounds import Round
@@ -165,3 +170,120 @@ def build_market_per_bid(rnd: Round) -> Market:
         r_offer=r_offer,
         r_slot=r_slot,
     )
+
+
+def build_matrices_coo(mk: Market) -> Matrices:
+    """Assemble the sparse rows described in `Matrices`."""
+    np_, nk, nr = mk.n_places, mk.n_sources, int(mk.r_offer.size)
+    n = np_ + nk + nr
+    pidx = np.arange(np_, dtype=np.int64)
+    kidx = np.arange(nk, dtype=np.int64)
+    g = mk.b_group[mk.p_bid]
+    # group rows, then "upper link" rows, then "lower link" rows
+    rows = np.concatenate(
+        [
+            g,
+            mk.n_groups + pidx,
+            mk.n_groups + mk.k_place,
+            mk.n_groups + np_ + pidx,
+            mk.n_groups + np_ + mk.k_place,
+        ]
+    )
+    cols = np.concatenate([pidx, pidx, np_ + kidx, pidx, np_ + kidx])
+    vals = np.concatenate(
+        [
+            np.ones(np_),
+            -mk.b_gpus[mk.p_bid].astype(float),
+            np.ones(nk),
+            mk.b_min[mk.p_bid].astype(float),
+            -np.ones(nk),
+        ]
+    )
+    a_link = sp.csr_matrix((vals, (rows, cols)), shape=(mk.n_groups + 2 * np_, n))
+    b_link = np.concatenate([np.ones(mk.n_groups), np.zeros(2 * np_)])
+    # flow rows: one per checkpoint (same index as its y column)
+    stride = mk.rnd.slots + 1
+    r_key = mk.r_offer * stride + mk.r_slot  # sorted
+    base = mk.k_offer * stride
+    r_start = np.searchsorted(r_key, base + mk.p_start[mk.k_place])
+    r_end = np.searchsorted(r_key, base + mk.p_end[mk.k_place])  # first checkpoint at/after the end
+    ends = (r_end < nr) & (mk.r_offer[np.minimum(r_end, max(nr - 1, 0))] == mk.k_offer) if nr else r_end < 0
+    ridx = np.arange(nr, dtype=np.int64)
+    first = np.ones(nr, dtype=bool)
+    first[1:] = mk.r_offer[1:] != mk.r_offer[:-1]
+    prev = ridx[~first]
+    f_rows = np.concatenate([ridx, prev, r_start, r_end[ends]])
+    f_cols = np.concatenate([np_ + nk + ridx, np_ + nk + prev - 1, np_ + kidx, np_ + kidx[ends]])
+    f_vals = np.concatenate([np.ones(nr), -np.ones(prev.size), -np.ones(nk), np.ones(int(ends.sum()))])
+    a_flow = sp.csr_matrix((f_vals, (f_rows, f_cols)), shape=(nr, n))
+    c = np.concatenate([np.zeros(np_), mk.k_value, np.zeros(nr)])
+    lb = np.concatenate([np.zeros(np_ + nk), np.full(nr, -np.inf)])
+    ub = np.concatenate([np.ones(np_), mk.k_ub.astype(float), np.full(nr, np.inf)])
+    return Matrices(
+        c=c,
+        a_link=a_link,
+        b_link=b_link,
+        a_flow=a_flow,
+        cap=mk.o_gpus[mk.r_offer].astype(float),
+        lb=lb,
+        ub=ub,
+        n_z=np_,
+        n_x=nk,
+    )
+
+
+def natural_model_coo(mk: Market, cap: IntArray | None = None) -> tuple[Any, int]:
+    """The natural formulation as a `highspy.HighsLp` (columns z then x, a capacity row per offer
+    per slot, `cap[offer, slot]` GPUs when given, else the offer's); returns it and its number of
+    non-zeros."""
+    import highspy
+    import scipy.sparse as sp
+
+    np_, nk = mk.n_places, mk.n_sources
+    n = np_ + nk
+    pidx = np.arange(np_)
+    kidx = np.arange(nk)
+    g = mk.b_group[mk.p_bid]
+    rows = [
+        g,
+        mk.n_groups + pidx,
+        mk.n_groups + mk.k_place,
+        mk.n_groups + np_ + pidx,
+        mk.n_groups + np_ + mk.k_place,
+    ]
+    cols = [pidx, pidx, np_ + kidx, pidx, np_ + kidx]
+    vals = [
+        np.ones(np_),
+        -mk.b_gpus[mk.p_bid].astype(float),
+        np.ones(nk),
+        mk.b_min[mk.p_bid].astype(float),
+        -np.ones(nk),
+    ]
+    n_link = mk.n_groups + 2 * np_
+    # capacity: one row per offer per slot, every slot a source covers
+    dur = mk.p_end[mk.k_place] - mk.p_start[mk.k_place]
+    kk = np.repeat(kidx, dur)
+    off = np.arange(int(dur.sum())) - np.repeat(np.cumsum(dur) - dur, dur)
+    slot = mk.p_start[mk.k_place][kk] + off
+    crow = mk.k_offer[kk] * mk.rnd.slots + slot
+    rows.append(n_link + crow)
+    cols.append(np_ + kk)
+    vals.append(np.ones(kk.size))
+    n_rows = n_link + mk.o_gpus.size * mk.rnd.slots
+    a = sp.csc_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(n_rows, n))
+    caps = np.repeat(mk.o_gpus, mk.rnd.slots) if cap is None else np.asarray(cap).ravel()
+    upper = np.concatenate([np.ones(mk.n_groups), np.zeros(2 * np_), caps])
+    inf = highspy.kHighsInf
+    lp = highspy.HighsLp()
+    lp.num_col_, lp.num_row_ = n, n_rows
+    lp.col_cost_ = -np.concatenate([np.zeros(np_), mk.k_value])
+    lp.col_lower_ = np.zeros(n)
+    lp.col_upper_ = np.concatenate([np.ones(np_), mk.k_ub.astype(float)])
+    lp.row_lower_ = np.full(n_rows, -inf)
+    lp.row_upper_ = upper.astype(float)
+    lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
+    lp.a_matrix_.start_ = a.indptr
+    lp.a_matrix_.index_ = a.indices
+    lp.a_matrix_.value_ = a.data
+    lp.integrality_ = [highspy.HighsVarType.kInteger] * n
+    return lp, int(a.nnz)

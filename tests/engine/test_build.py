@@ -16,17 +16,28 @@ from hypothesis import strategies as st
 from auctions.engine.components import components
 from auctions.engine.formulation import Market, build_market, build_matrices
 from auctions.engine.rounds import Round, parse_round
+from auctions.engine.solve import natural_model
 
 from .conftest import load_round
 from .generated import generated_round
-from .reference_build import build_market_per_bid
+from .reference_build import build_market_per_bid, build_matrices_coo, natural_model_coo
 
 MODELS = ["A100", "H100", "H200"]  # H200: some bids ask for a model nobody offers
 CLUSTERS = ["c1", "c2", "c3"]
 
 
+def same_arrays(a: Any, b: Any, *names: str) -> bool:
+    """Attributes equal as arrays: values, dtype and shape."""
+    for name in names:
+        x, y = np.asarray(getattr(a, name)), np.asarray(getattr(b, name))
+        if x.dtype != y.dtype or x.shape != y.shape or not np.array_equal(x, y):
+            return False
+    return True
+
+
 def differences(new: Market, old: Market) -> list[str]:
-    """Fields whose value, dtype or shape differ (matrices compared as well)."""
+    """Fields whose value, dtype or shape differ, then the same for the matrices built from them
+    (down to the sparse matrices' index arrays)."""
     out = []
     for f in dataclasses.fields(Market):
         a, b = getattr(new, f.name), getattr(old, f.name)
@@ -35,14 +46,16 @@ def differences(new: Market, old: Market) -> list[str]:
                 out.append(f.name)
         elif a != b:
             out.append(f.name)
-    ma, mb = build_matrices(new), build_matrices(old)
+    ma, mb = build_matrices(new), build_matrices_coo(old)
     for f in dataclasses.fields(ma):
         a, b = getattr(ma, f.name), getattr(mb, f.name)
         if sp.issparse(b):
-            if a.shape != b.shape or (a != b).nnz or not np.array_equal(a.indptr, b.indptr):
+            # the engine writes CSC (what cvxpy and HiGHS take), the old builder made CSR
+            a, b = a.tocsc(), b.tocsc()
+            if a.shape != b.shape or not same_arrays(a, b, "data", "indices", "indptr"):
                 out.append(f"matrices.{f.name}")
         elif isinstance(b, np.ndarray):
-            if not np.array_equal(a, b):
+            if not same_arrays(ma, mb, f.name):
                 out.append(f"matrices.{f.name}")
         elif a != b:
             out.append(f"matrices.{f.name}")
@@ -136,3 +149,36 @@ def test_loser_reasons_of_the_builder_on_tiny():
     assert reasons["bX"] == reasons["bZ1"] == "no_offer"
     assert reasons["bY"] is None
     assert mk.b_pstart[-1] == mk.n_places
+
+
+def natural_differences(mk: Market, cap: Any = None) -> list[str]:
+    """The natural model handed to HiGHS, field by field, against the COO-built one."""
+    (new, nnz_new), (old, nnz_old) = natural_model(mk, cap), natural_model_coo(mk, cap)
+    out = [] if nnz_new == nnz_old else ["nnz"]
+    for name in ("num_col_", "num_row_", "col_cost_", "col_lower_", "col_upper_", "row_lower_", "row_upper_"):
+        if not np.array_equal(np.asarray(getattr(new, name)), np.asarray(getattr(old, name))):
+            out.append(name)
+    if not same_arrays(new.a_matrix_, old.a_matrix_, "start_", "index_", "value_"):
+        out.append("a_matrix_")
+    if list(new.integrality_) != list(old.integrality_):
+        out.append("integrality_")
+    return out
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(rounds())
+def test_natural_model_equals_the_coo_built_one_on_random_rounds(doc):
+    rnd = parsed(doc)
+    for part in [rnd, *components(rnd)]:
+        mk = build_market(part)
+        assert natural_differences(mk) == []
+        # the LNS passes the capacity left per offer and slot
+        cap = np.arange(mk.o_gpus.size * part.slots, dtype=np.int64).reshape(mk.o_gpus.size, part.slots)
+        assert natural_differences(mk, cap) == []
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_natural_model_equals_the_coo_built_one_on_generated_rounds(seed):
+    mk = build_market(parsed(generated_round(seed, n_bids=80 + 40 * seed)))
+    assert mk.n_sources > 0
+    assert natural_differences(mk) == []

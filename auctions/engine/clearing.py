@@ -126,7 +126,8 @@ def clear_component(rnd: Round, *, time_limit: float | None, gap: float, solver:
         return max((deadline - time.perf_counter()) * frac, 0.05)
 
     mk = build_market(rnd)
-    mt = build_matrices(mk)
+    # nothing to place (every bid loses for a structural reason): no model to build or solve
+    mt = build_matrices(mk) if mk.n_places else None
     build_s = time.perf_counter() - t0
     compile_s = 0.0
     lp_s = mip_s = 0.0
@@ -134,7 +135,7 @@ def clear_component(rnd: Round, *, time_limit: float | None, gap: float, solver:
     bound = 0.0
     duals = np.zeros((len(rnd.offers), rnd.slots))
     alloc = from_x(mk, np.zeros(mk.n_sources, dtype=np.int64))
-    if mk.n_places:
+    if mt is not None:
         alloc = best_greedy(mk)
         if mt.c.size <= FULL_MIP_COLUMNS:
             try:
@@ -201,8 +202,8 @@ def clear_component(rnd: Round, *, time_limit: float | None, gap: float, solver:
         "lp_s": lp_s,
         "mip_s": mip_s,
         "pricing_s": time.perf_counter() - t_price,
-        "columns": int(mt.c.size),
-        "nonzeros": mt.nnz,
+        "columns": int(mt.c.size) if mt is not None else 0,
+        "nonzeros": mt.nnz if mt is not None else 0,
         "submarkets": 1,
     }
     return piece
@@ -426,7 +427,7 @@ def assemble(rnd: Round, pieces: list[dict[str, Any]], solver: str) -> dict[str,
             status = p["status"]
     stats: dict[str, Any] = {"solver": solver}
     for fkey in ("build_s", "compile_s", "solve_s", "lp_s", "mip_s", "pricing_s"):
-        stats[fkey] = round(sum(float(p["stats"].get(fkey, 0.0)) for p in pieces), 4)
+        stats[fkey] = round(sum(float(p["stats"].get(fkey, 0.0)) for p in pieces), 6)
     for ikey in ("columns", "nonzeros", "submarkets"):
         stats[ikey] = sum(int(p["stats"].get(ikey, 0)) for p in pieces)
     result: dict[str, Any] = {
@@ -507,7 +508,7 @@ def clear(
         log.exception("clearing failed")
         return empty_result(rnd.round, "error", f"{type(exc).__name__}: {exc}")
     result = assemble(rnd, [p for p in pieces if p is not None], solver)
-    result["stats"]["wall_s"] = round(time.perf_counter() - t0, 4)
+    result["stats"]["wall_s"] = round(time.perf_counter() - t0, 6)
     result["stats"]["workers"] = n_workers
     return result
 

@@ -552,32 +552,25 @@ def _pg_array(values: Iterable[object]) -> str:
     return "{" + ",".join(out) + "}"
 
 
-def _link_models(bids: list[Bid], specs: list[BidSpec]) -> None:
-    """Insert the bids' model links: one statement on PostgreSQL, joined on the models' names."""
-    pairs = [
-        (bid.pk, name) for bid, spec in zip(bids, specs, strict=True) for name in sorted(set(spec.gpu_models))
-    ]
-    through = Bid.gpu_models.through
-    if connection.vendor == "postgresql":
-        bid_col = through._meta.get_field("bid").column
-        model_col = through._meta.get_field("gpumodel").column
-        with connection.cursor() as cursor:
-            cursor.execute(
-                f"INSERT INTO {connection.ops.quote_name(through._meta.db_table)} ({bid_col}, {model_col})"  # noqa: S608
-                f" SELECT v.bid_id, g.id FROM unnest(%s::bigint[], %s::text[]) AS v(bid_id, name)"
-                f" JOIN {connection.ops.quote_name(GpuModel._meta.db_table)} AS g ON g.name = v.name",
-                [_pg_array(b for b, _ in pairs), _pg_array(n for _, n in pairs)],
-            )
-            linked = cursor.rowcount
-    else:
-        by_name = {m.name: m.pk for m in GpuModel.objects.filter(name__in={n for _, n in pairs})}
-        rows = [through(bid_id=b, gpumodel_id=by_name[n]) for b, n in pairs if n in by_name]
-        through.objects.bulk_create(rows)
-        linked = len(rows)
+def _model_pairs(bids: list[Bid], specs: list[BidSpec]) -> list[tuple[int, str]]:
+    return [(bid.pk, n) for bid, spec in zip(bids, specs, strict=True) for n in sorted(set(spec.gpu_models))]
+
+
+def _check_linked(linked: int, pairs: list[tuple[int, str]]) -> None:
     if linked != len(pairs):
         # The cached catalogue named a model the database no longer has.
         _CATALOGUE[0] = {}
         raise InvalidInput.one("gpu_models", "unknown_model", "a GPU model named here is no longer offered")
+
+
+def _link_models(bids: list[Bid], specs: list[BidSpec]) -> None:
+    """Insert the bids' model links through the ORM (databases other than PostgreSQL)."""
+    pairs = _model_pairs(bids, specs)
+    through = Bid.gpu_models.through
+    by_name = {m.name: m.pk for m in GpuModel.objects.filter(name__in={n for _, n in pairs})}
+    rows = [through(bid_id=b, gpumodel_id=by_name[n]) for b, n in pairs if n in by_name]
+    through.objects.bulk_create(rows)
+    _check_linked(len(rows), pairs)
 
 
 # Bid columns whose Python values psycopg sends as they are (no Django conversion needed).
@@ -596,13 +589,14 @@ _PLAIN_COLUMNS = {
 }
 
 
-def _insert_bids(bids: list[Bid]) -> None:
-    """`Bid.objects.bulk_create(bids)` for bids whose ids are set, as one `INSERT … SELECT FROM
-    unnest(column arrays)` on PostgreSQL: Django's bulk_create prepares every field of every bid
-    through the ORM (about 50 µs a bid), which a batch of 1,000 bids feels."""
-    if connection.vendor != "postgresql":
-        Bid.objects.bulk_create(bids)
-        return
+def _insert_bids(bids: list[Bid], specs: list[BidSpec]) -> None:
+    """Insert bids whose ids are set, with their model links, in one statement on PostgreSQL:
+    `INSERT … SELECT FROM unnest(column arrays)` for the bids and, in the same statement, the links
+    joined on the models' names (the link's foreign key to the bid is checked at commit).
+
+    Django's bulk_create prepares every field of every bid through the ORM (about 50 µs a bid),
+    which a batch of 1,000 bids feels, and would need a second statement for the links.
+    """
     now = timezone.now()
     fields = Bid._meta.concrete_fields
     for field in fields:
@@ -615,17 +609,30 @@ def _insert_bids(bids: list[Bid]) -> None:
         if field.get_internal_type() not in _PLAIN_COLUMNS:
             values = [field.get_db_prep_save(v, connection) for v in values]
         columns.append(_pg_array(values))
+    pairs = _model_pairs(bids, specs)
     quote = connection.ops.quote_name
+    through = Bid.gpu_models.through
     names = ", ".join(quote(str(f.column)) for f in fields)
     arrays = ", ".join(f"%s::{f.db_type(connection) or 'text'}[]" for f in fields)
+    link_names = ", ".join(
+        quote(str(next(f.column for f in through._meta.concrete_fields if f.related_model is target)))
+        for target in (Bid, GpuModel)
+    )
     with connection.cursor() as cursor:
         cursor.execute(
-            f"INSERT INTO {quote(Bid._meta.db_table)} ({names}) SELECT * FROM unnest({arrays})",  # noqa: S608
-            columns,
+            f"WITH b AS (INSERT INTO {quote(Bid._meta.db_table)} ({names})"  # noqa: S608
+            f" SELECT * FROM unnest({arrays}) RETURNING 1),"
+            f" m AS (INSERT INTO {quote(through._meta.db_table)} ({link_names})"
+            " SELECT v.bid_id, g.id FROM unnest(%s::bigint[], %s::text[]) AS v(bid_id, name)"
+            f" JOIN {quote(GpuModel._meta.db_table)} AS g ON g.name = v.name RETURNING 1)"
+            " SELECT (SELECT count(*) FROM b), (SELECT count(*) FROM m)",
+            [*columns, _pg_array(b for b, _ in pairs), _pg_array(n for _, n in pairs)],
         )
+        row = cursor.fetchone()
     for bid in bids:
         bid._state.adding = False
         bid._state.db = connection.alias
+    _check_linked(int(row[1]), pairs)
 
 
 def _create_bids(
@@ -655,9 +662,10 @@ def _create_bids(
             bid.receipt = receipts.receipt_of(
                 receipts.bid_receipt_document(bid, gpu_models=sorted(set(spec.gpu_models)))
             )
-        _insert_bids(bids)
-    else:
-        Bid.objects.bulk_create(bids)
+        if connection.vendor == "postgresql":
+            _insert_bids(bids, specs)
+            return bids
+    Bid.objects.bulk_create(bids)
     _link_models(bids, specs)
     if ids is None:
         for bid, spec in zip(bids, specs, strict=True):

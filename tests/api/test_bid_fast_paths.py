@@ -20,10 +20,10 @@ from marketplace.receipts import bid_receipt_document, receipt_of
 from .conftest import bid_body, key_client
 
 # A bid request is: the key (1), then in one transaction the idempotency record (1), the team lock
-# (1), open bids + retried bids + fresh ids (1), billing's guard (1), the bids (1), their model
+# (1), open bids + retried bids + fresh ids (1), billing's guard (1), the bids with their model
 # links (1), the open round (1), the stored response (1); the test's own transaction adds a
 # savepoint and its release (2). A batch makes the same statements, whatever its size.
-QUERIES_PER_BID_REQUEST = 11
+QUERIES_PER_BID_REQUEST = 10
 
 
 def _bot(world):

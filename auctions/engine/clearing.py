@@ -16,7 +16,7 @@ import numpy as np
 
 from . import lns, pricing
 from .components import components
-from .formulation import FloatArray, IntArray, Market, build_market, build_matrices
+from .formulation import FloatArray, IntArray, Market, build_market, build_matrices, sorted_unique
 from .heuristics import Allocation, best_greedy, from_x, priced_greedy
 from .lagrange import lagrangian_bound
 from .rounds import RESULT_FORMAT, Round, parse_round
@@ -264,7 +264,7 @@ def _restrict(mk: Market, keep: np.ndarray) -> tuple[Market, IntArray]:
     nsrc = np.diff(mk.p_kstart)[places]
     b_pstart = np.searchsorted(places, mk.b_pstart).astype(np.int64)
     stride = mk.rnd.slots + 1
-    pair = np.unique(mk.k_offer[kmap] * stride + mk.p_start[mk.k_place[kmap]])
+    pair = sorted_unique(mk.k_offer[kmap] * stride + mk.p_start[mk.k_place[kmap]])
     sub = replace(
         mk,
         b_pstart=b_pstart,

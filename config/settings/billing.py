@@ -15,6 +15,9 @@ if 86400 % BILLING_STATEMENT_SECONDS:
     raise ValueError(f"BILLING_STATEMENT_SECONDS={BILLING_STATEMENT_SECONDS} must divide a day (86400)")
 # Days back that later evidence is still looked for (and turned into adjustment statements).
 BILLING_ADJUSTMENT_DAYS = env_int("BILLING_ADJUSTMENT_DAYS", 7)
+# The same look-back in seconds, when set (0: use the days). The demo's few-minute periods look back
+# half an hour, so each statement run re-checks a few dozen periods per lease, not a day's worth.
+BILLING_ADJUSTMENT_SECONDS = env_int("BILLING_ADJUSTMENT_SECONDS", 0, minimum=0)
 # Below this share of leased GPU-seconds delivered (basis points; 9900 = 99%) the buyer is credited.
 BILLING_SLA_BPS = env_int("BILLING_SLA_BPS", 9900, minimum=0)
 # The SLA credit as a multiple of the undelivered value, in basis points (10000 = 1x).

@@ -278,6 +278,8 @@ def main(argv: list[str]) -> int:
             sys.stderr.write(f"demo: the web server did not come up at {url}; stopping\n")
             return 1
         if not stopping:
+            # Sellers get Connect accounts once the stand-in is up, so their payouts are sent.
+            subprocess.run(_manage("demo_seed", "--connect-sellers"), env=env, cwd=BASE_DIR, check=False)  # noqa: S603
             for name, cmd in later.items():
                 start(name, cmd)
             sys.stdout.write(_banner(url, env, bots=[n for n in later if n.startswith("bot-")]))

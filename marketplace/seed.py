@@ -126,6 +126,20 @@ def staff_totp_code() -> str:
     return totp.code_for(totp.device_for(User.objects.get(email=STAFF_EMAIL)))
 
 
+def sellers_connect() -> int:
+    """Give each demo seller a Stripe Connect account (the stand-in onboards it at once in the demo),
+    so its payouts are sent rather than held; returns how many now have payouts enabled."""
+    from billing import services as billing_services  # the market never imports billing at module level
+
+    enabled = 0
+    for team_name, _email, _clusters in SELLERS:
+        team = Team.objects.get(name=team_name)
+        billing_services.seller_account_ensure(team=team)
+        account = billing_services.seller_account_refresh(team=team)
+        enabled += bool(account and account.payouts_enabled)
+    return enabled
+
+
 def demo_market_seed(*, now: dt.datetime | None = None) -> dict[str, int]:
     """Create the demo's users, teams, inventory, live orders and bot keys, unless they exist."""
     keys = bot_keys_load()

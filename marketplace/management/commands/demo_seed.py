@@ -6,7 +6,13 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 
-from marketplace.seed import bot_keys_path, demo_market_seed, staff_totp_code, staff_totp_secret
+from marketplace.seed import (
+    bot_keys_path,
+    demo_market_seed,
+    sellers_connect,
+    staff_totp_code,
+    staff_totp_secret,
+)
 
 
 class Command(BaseCommand):
@@ -22,7 +28,16 @@ class Command(BaseCommand):
             help="only print the demo staff member's current console (TOTP) code",
         )
 
+        parser.add_argument(
+            "--connect-sellers",
+            action="store_true",
+            help="only give the demo sellers Stripe Connect accounts (needs Stripe or the stand-in)",
+        )
+
     def handle(self, *args: Any, **options: Any) -> None:
+        if options["connect_sellers"]:
+            self.stdout.write(f"demo sellers with payouts enabled: {sellers_connect()}")
+            return
         if options["staff_code"]:
             self.stdout.write(staff_totp_code())
             return

@@ -39,11 +39,11 @@ def direct_highs(mk: Market, time_limit: float) -> tuple[float, float, float, in
     t0 = time.perf_counter()
     if mk.n_places + mk.n_sources == 0:
         return 0.0, 0.0, 0.0, 0, "empty"
-    lp, nnz = natural_model(mk)
+    model, nnz = natural_model(mk)
     h = quiet_highs()
     h.setOptionValue("time_limit", float(time_limit))
     h.setOptionValue("mip_rel_gap", 1e-4)
-    h.passModel(lp)
+    model.pass_to(h)
     build = time.perf_counter() - t0
     h.run()
     info = h.getInfo()

@@ -4,7 +4,7 @@
 
 Per round (default: every sample round) and per sub-market, exactly the building steps
 `clear_component` takes: the Market arrays and the flow-form matrices, then, for sub-markets that
-get the full MIP, the natural model handed to HiGHS and the LP's standard-form data. "old" runs
+get the full MIP, the natural model loaded into a fresh HiGHS and the LP's standard-form data. "old" runs
 the per-bid `build_market` and the COO-assembled matrices of `reference_build.py`, "new" the
 engine's; the two alternate within each repetition, so both see the same machine load. Prints the
 minimum and the median over the repetitions, microseconds per flow-form non-zero (the `nonzeros`
@@ -28,7 +28,7 @@ from auctions.engine.clearing import FULL_MIP_COLUMNS, NATURAL_MAX_NNZ, _natural
 from auctions.engine.components import components
 from auctions.engine.formulation import Market, build_market, build_matrices
 from auctions.engine.rounds import Bid, Round, parse_round
-from auctions.engine.solve import natural_model, qp_data
+from auctions.engine.solve import natural_model, qp_data, quiet_highs
 
 from .reference_build import build_market_per_bid, build_matrices_coo, natural_model_coo
 
@@ -69,14 +69,21 @@ def old_parts(parts: list[Round]) -> list[Round]:
     return out
 
 
+def old_natural(mk: Market) -> None:
+    """The natural model as a `HighsLp`, loaded into a fresh HiGHS (what compile_s timed)."""
+    quiet_highs().passModel(natural_model_coo(mk)[0])
+
+
+def new_natural(mk: Market) -> None:
+    natural_model(mk)[0].pass_to(quiet_highs())
+
+
 def old_build(parts: list[Round]) -> int:
-    return sum(
-        steps(p, build_market_per_bid, build_matrices_coo, natural_model_coo, empty_too=True) for p in parts
-    )
+    return sum(steps(p, build_market_per_bid, build_matrices_coo, old_natural, empty_too=True) for p in parts)
 
 
 def new_build(parts: list[Round]) -> int:
-    return sum(steps(p, build_market, build_matrices, natural_model) for p in parts)
+    return sum(steps(p, build_market, build_matrices, new_natural) for p in parts)
 
 
 def load() -> str:

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from auctions.engine.components import components
 from auctions.engine.formulation import Market, build_market, build_matrices
 from auctions.engine.rounds import Round, parse_round
-from auctions.engine.solve import natural_model
+from auctions.engine.solve import natural_model, quiet_highs
 
 from .conftest import load_round
 from .generated import generated_round
@@ -152,16 +152,34 @@ def test_loser_reasons_of_the_builder_on_tiny():
 
 
 def natural_differences(mk: Market, cap: Any = None) -> list[str]:
-    """The natural model handed to HiGHS, field by field, against the COO-built one."""
+    """The natural model against the `HighsLp` the COO builder made: the arrays, then the model
+    HiGHS holds after loading each (through `pass_to` and through `passModel(HighsLp)`)."""
     (new, nnz_new), (old, nnz_old) = natural_model(mk, cap), natural_model_coo(mk, cap)
     out = [] if nnz_new == nnz_old else ["nnz"]
-    for name in ("num_col_", "num_row_", "col_cost_", "col_lower_", "col_upper_", "row_lower_", "row_upper_"):
-        if not np.array_equal(np.asarray(getattr(new, name)), np.asarray(getattr(old, name))):
-            out.append(name)
-    if not same_arrays(new.a_matrix_, old.a_matrix_, "start_", "index_", "value_"):
-        out.append("a_matrix_")
-    if list(new.integrality_) != list(old.integrality_):
-        out.append("integrality_")
+    pairs = {
+        "col_cost": "col_cost_",
+        "col_lower": "col_lower_",
+        "col_upper": "col_upper_",
+        "row_lower": "row_lower_",
+        "row_upper": "row_upper_",
+    }
+    for mine, theirs in pairs.items():
+        if not np.array_equal(getattr(new, mine), np.asarray(getattr(old, theirs))):
+            out.append(mine)
+    for mine, theirs in (("a_start", "start_"), ("a_index", "index_"), ("a_value", "value_")):
+        if not np.array_equal(getattr(new, mine), np.asarray(getattr(old.a_matrix_, theirs))):
+            out.append(mine)
+    h_new, h_old = quiet_highs(), quiet_highs()
+    new.pass_to(h_new)
+    h_old.passModel(old)
+    lp_new, lp_old = h_new.getLp(), h_old.getLp()
+    for name in (*pairs.values(), "num_col_", "num_row_", "sense_", "offset_"):
+        if not np.array_equal(np.asarray(getattr(lp_new, name)), np.asarray(getattr(lp_old, name))):
+            out.append(f"highs.{name}")
+    if not same_arrays(lp_new.a_matrix_, lp_old.a_matrix_, "format_", "start_", "index_", "value_"):
+        out.append("highs.a_matrix_")
+    if list(lp_new.integrality_) != list(lp_old.integrality_):
+        out.append("highs.integrality_")
     return out
 
 

@@ -182,13 +182,20 @@ if REDIS_URL:
 else:
     _broker_dir = VAR_DIR / "broker"
     # kombu's filesystem transport and Celery's file backend need their folders to exist.
-    for _folder in (_broker_dir / "queue", _broker_dir / "processed", VAR_DIR / "results"):
+    for _folder in (
+        _broker_dir / "queue",
+        _broker_dir / "processed",
+        _broker_dir / "control",
+        VAR_DIR / "results",
+    ):
         _folder.mkdir(parents=True, exist_ok=True)
     CELERY_BROKER_URL = "filesystem://"
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(_broker_dir / "queue"),
         "data_folder_out": str(_broker_dir / "queue"),
         "processed_folder": str(_broker_dir / "processed"),
+        # Broadcasts (celery control, the pidbox) go here too; kombu's default is ./control in the cwd.
+        "control_folder": str(_broker_dir / "control"),
         "store_processed": False,
     }
     CELERY_RESULT_BACKEND = f"file://{VAR_DIR / 'results'}"

@@ -411,6 +411,7 @@ def bench_one(
     found, after = count_stored(args, acked)
     result = {
         "worker_class": worker_class,
+        "workers": args.workers,
         "threads": args.threads if worker_class == "gthread" else 1,
         "baseline": baseline.summary(),
         "single": single.summary(),
@@ -434,7 +435,7 @@ def _ratio(items: int, seconds: float, base: int, base_seconds: float) -> float 
 
 
 def report(r: dict[str, Any]) -> None:
-    print(f"\n== gunicorn -w 2 -k {r['worker_class']} (threads {r['threads']}) ==")  # noqa: T201
+    print(f"\n== gunicorn -w {r['workers']} -k {r['worker_class']} (threads {r['threads']}) ==")  # noqa: T201
     for key in ("baseline", "single", "batch"):
         p = r[key]
         print(  # noqa: T201

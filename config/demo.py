@@ -248,6 +248,10 @@ def main(argv: list[str]) -> int:
             "--webhook-secret",
             env["STRIPE_WEBHOOK_SECRET"],
             "--demo",
+            # Kept under var/ with the database's data, so a restarted demo's payouts still find
+            # the Connect accounts (rm -rf var/ resets both).
+            "--state-file",
+            str(var / "stripe-standin.json"),
         ]
     # Started once the web server answers: simulated gridx-agents (fake backend) on the demo sellers'
     # hosts, so leases get verified delivered seconds, and the example bots trading through the API.

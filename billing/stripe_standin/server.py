@@ -5,7 +5,9 @@ included; other parameters: an `idempotency_error`), shapes objects after Stripe
 (/work/shared/stripe/fixtures3.json when present, else a minimal shape), answers with Stripe-style
 errors, and sends signed webhooks (`Stripe-Signature: t=…,v1=HMAC-SHA256("{t}.{body}")`).
 Endpoints under /_standin/ play the part of a person (completing Checkout, onboarding, disputing).
-It imports nothing from Django, so it runs as a plain process in the demo.
+It imports nothing from Django, so it runs as a plain process in the demo. State lives in memory
+unless a state file is given: then it is loaded on start and rewritten after every change, so a
+restarted demo still knows the customers and Connect accounts its database refers to.
 """
 
 from __future__ import annotations
@@ -15,7 +17,6 @@ import contextlib
 import copy
 import hashlib
 import hmac
-import itertools
 import json
 import os
 import queue
@@ -65,18 +66,68 @@ def sign(payload: bytes, secret: str, timestamp: int | None = None) -> str:
     return f"t={t},v1={mac}"
 
 
-class State:
-    """Every object the stand-in holds, its saved idempotent responses and its events."""
+STATE_VERSION = 1
 
-    def __init__(self) -> None:
+
+class State:
+    """Every object the stand-in holds, its saved idempotent responses and its events.
+
+    With a `path`, the state is read from that file when it exists and `save()` rewrites it.
+    """
+
+    def __init__(self, path: Path | None = None) -> None:
         self.lock = threading.RLock()
+        self.path = path
         self.objects: dict[str, Json] = {}
         self.idempotent: dict[str, tuple[str, int, Json]] = {}
         self.events: list[Json] = []
-        self.counter = itertools.count(1)
+        self.seq = 0
+        # Where a person's browser returns after onboarding, by account (kept with the state so an
+        # onboarding link made before a restart still leads back).
+        self.return_urls: dict[str, str] = {}
         self.fixtures: Json = {}
         if FIXTURES.exists():
             self.fixtures = json.loads(FIXTURES.read_text())["resources"]
+        if path is not None and path.exists():
+            self._load(path)
+
+    def _load(self, path: Path) -> None:
+        try:
+            saved = json.loads(path.read_text())
+            if saved.get("version") != STATE_VERSION:
+                raise ValueError(f"unknown version {saved.get('version')!r}")
+            self.objects = saved["objects"]
+            self.idempotent = {
+                key: (fingerprint, int(status), body)
+                for key, (fingerprint, status, body) in saved["idempotent"].items()
+            }
+            self.seq = int(saved["seq"])
+            self.return_urls = saved.get("return_urls", {})
+        except (ValueError, KeyError, TypeError) as exc:
+            # Starting empty would silently forget what the database refers to; say so instead.
+            raise SystemExit(f"stripe stand-in: cannot read state file {path}: {exc}") from exc
+
+    def save(self) -> None:
+        """Write the state to the file, atomically: a crash leaves the old file or the new one."""
+        if self.path is None:
+            return
+        with self.lock:
+            data = json.dumps(
+                {
+                    "version": STATE_VERSION,
+                    "seq": self.seq,
+                    "objects": self.objects,
+                    "idempotent": {key: list(saved) for key, saved in self.idempotent.items()},
+                    "return_urls": self.return_urls,
+                }
+            )
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            temp = self.path.with_name(f"{self.path.name}.{os.getpid()}.tmp")
+            with temp.open("w", encoding="utf-8") as out:
+                out.write(data)
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(temp, self.path)
 
     def new(self, kind: str, prefix: str, **fields: Any) -> Json:
         base: Json = copy.deepcopy(self.fixtures.get(kind, {}))
@@ -84,7 +135,7 @@ class State:
             base[key] = {}
         base.update(
             {
-                "id": f"{prefix}_{next(self.counter):06d}standin",
+                "id": f"{prefix}_{self._next_seq():06d}standin",
                 "object": kind,
                 "created": int(time.time()),
                 "livemode": False,
@@ -93,6 +144,10 @@ class State:
         base.update(fields)
         self.objects[base["id"]] = base
         return base
+
+    def _next_seq(self) -> int:
+        self.seq += 1
+        return self.seq
 
     def get(self, object_id: str, kind: str) -> Json:
         obj = self.objects.get(object_id)
@@ -134,8 +189,9 @@ class StandIn:
         webhook_secret: str = "",
         sink: Sink | None = None,
         demo: bool = False,
+        state_file: str | Path | None = None,
     ) -> None:
-        self.state = State()
+        self.state = State(Path(state_file) if state_file else None)
         # Demo mode plays every person at once: customers come with a working card and accounts
         # are onboarded, so money flows without anyone clicking through Checkout or onboarding.
         self.demo = demo
@@ -151,7 +207,7 @@ class StandIn:
         self.httpd = ThreadingHTTPServer((host, port), Handler)
         self.httpd.daemon_threads = True
         self._threads: list[threading.Thread] = []
-        self.return_urls: dict[str, str] = {}
+        self.return_urls = self.state.return_urls
 
     @property
     def url(self) -> str:
@@ -227,6 +283,9 @@ class StandIn:
             if method == "POST" and idempotency_key:
                 # Stripe saves the first answer, errors included, and replays it.
                 self.state.idempotent[idempotency_key] = (fingerprint, status, copy.deepcopy(body))
+            if method == "POST":
+                # Every change is a POST (GETs only read); a replayed answer returned above changes nothing.
+                self.state.save()
             return status, copy.deepcopy(body)
 
     def _route(self, method: str, path: str, p: Json) -> Json:
@@ -720,6 +779,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--webhook-url", default=os.environ.get("STRIPE_STANDIN_WEBHOOK_URL", ""))
     parser.add_argument("--webhook-secret", default=os.environ.get("STRIPE_WEBHOOK_SECRET", ""))
     parser.add_argument("--demo", action="store_true", help="cards saved and accounts onboarded at once")
+    parser.add_argument(
+        "--state-file", default="", help="keep the state in this JSON file across restarts (default: memory)"
+    )
     args = parser.parse_args(argv)
     standin = StandIn(
         host=args.host,
@@ -727,6 +789,7 @@ def main(argv: list[str]) -> int:
         webhook_url=args.webhook_url,
         webhook_secret=args.webhook_secret,
         demo=args.demo,
+        state_file=args.state_file or None,
     )
     threading.Thread(target=standin._deliver_forever, daemon=True).start()
     with contextlib.suppress(KeyboardInterrupt):

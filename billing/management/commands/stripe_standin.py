@@ -16,6 +16,7 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--port", type=int, default=12111)
         parser.add_argument("--webhook-url", default="http://127.0.0.1:8000/billing/stripe/webhook")
+        parser.add_argument("--state-file", default="", help="keep the state in this file across restarts")
 
     def handle(self, *args: Any, **options: Any) -> None:
         main(
@@ -26,5 +27,7 @@ class Command(BaseCommand):
                 options["webhook_url"],
                 "--webhook-secret",
                 settings.STRIPE_WEBHOOK_SECRET,
+                "--state-file",
+                options["state_file"],
             ]
         )

@@ -73,7 +73,12 @@ def invoice_detail(request: HttpRequest, invoice_id: int) -> HttpResponse:
     return render(
         request,
         "billing/invoice.html",
-        {"tab": "invoices", "invoice": invoice, "lines": list(selectors.invoice_lines(invoice=invoice))},
+        # Lines paginate: a month of daily statements over many leases runs to hundreds of lines.
+        {
+            "tab": "invoices",
+            "invoice": invoice,
+            "page": paginate(request, selectors.invoice_lines(invoice=invoice)),
+        },
     )
 
 

@@ -67,5 +67,8 @@ SPECTACULAR_SETTINGS = {
         "OfferStatusEnum": "marketplace.models.OfferStatus",
         "DeliveryStatusEnum": "marketplace.models.DeliveryStatus",
         "RoundStatusEnum": "auctions.models.RoundStatus",
+        "InvoiceStatusEnum": "billing.models.InvoiceStatus",
+        "PayoutStatusEnum": "billing.models.PayoutStatus",
+        "StatementKindEnum": "billing.models.StatementKind",
     },
 }

@@ -11,14 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-
-def dollars(cents: int | float | None) -> str:
-    """Integer cents as dollars with two decimals, e.g. 250 -> "$2.50"."""
-    if cents is None:
-        return "–"
-    sign = "-" if cents < 0 else ""
-    whole, rest = divmod(abs(int(round(cents))), 100)
-    return f"{sign}${whole:,}.{rest:02d}"
+from marketplace.web import dollars
 
 
 def _bid_ref(ref: object) -> str:

@@ -30,11 +30,11 @@ from marketplace import services as market
 from marketplace.errors import DomainError, FieldError, InvalidInput, NotFound
 from marketplace.models import Bid, BidStatus, GpuModel, Role, Team, User
 from marketplace.specs import BidSpec
-from marketplace.web import paginate, team_required
+from marketplace.web import dollars, paginate, team_required
 from metering.selectors import lease_usage
 
 from . import preview, selectors, services
-from .reasons import dollars, reason_sentence
+from .reasons import reason_sentence
 
 TRADERS = (Role.OWNER, Role.TRADER)
 MAX_ROWS = 8  # a bid and up to seven alternatives; the API allows more, a form should not

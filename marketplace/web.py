@@ -112,6 +112,15 @@ def apply_errors(form: forms.Form, error: DomainError, *, fields: dict[str, str]
         form.add_error(None, error.message)
 
 
+def dollars(cents: int | float | None) -> str:
+    """Integer cents as dollars with two decimals and thousands separators: 123456 -> "$1,234.56"."""
+    if cents is None:
+        return "–"
+    sign = "-" if cents < 0 else ""
+    whole, rest = divmod(abs(int(round(cents))), 100)
+    return f"{sign}${whole:,}.{rest:02d}"
+
+
 def paginate(request: HttpRequest, rows: Any, *, per_page: int = PAGE_SIZE) -> Page[Any]:
     """One page of `rows` from `?page=`; a bad page number shows the nearest valid page."""
     return Paginator(rows, per_page).get_page(request.GET.get("page"))

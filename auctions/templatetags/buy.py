@@ -6,7 +6,7 @@ from typing import Any
 
 from django import template
 
-from auctions.reasons import dollars as dollars_of
+from marketplace.web import dollars as dollars_of
 
 register = template.Library()
 

@@ -7,17 +7,15 @@ import datetime as dt
 from django import template
 from django.utils import timezone
 
+from marketplace import web
+
 register = template.Library()
 
 
 @register.filter
 def dollars(cents: int | None) -> str:
     """Integer cents as dollars with a thousands separator: 123456 → "$1,234.56"."""
-    if cents is None:
-        return "–"
-    sign = "-" if cents < 0 else ""
-    whole, part = divmod(abs(int(cents)), 100)
-    return f"{sign}${whole:,}.{part:02d}"
+    return web.dollars(cents)
 
 
 @register.filter

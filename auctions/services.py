@@ -7,6 +7,7 @@ row, and everything clearing writes sits under unique keys in one transaction.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import json
 import logging
@@ -22,6 +23,7 @@ from django.utils import timezone
 from auctions import engine
 from marketplace import grid
 from marketplace import services as market
+from marketplace.db import prepared_cursor
 from marketplace.errors import Conflict, NotFound
 from marketplace.models import ApiKey, Bid, BidStatus, Gpu, GpuModel, Offer, Team, User
 from marketplace.specs import BidSpec, OfferSpec
@@ -160,14 +162,18 @@ class Placed:
     round_number: int | None
 
 
+@functools.cache
+def _open_round_sql() -> str:
+    return (
+        f"SELECT number FROM {connection.ops.quote_name(Round._meta.db_table)} WHERE status = %s"  # noqa: S608
+        " ORDER BY number DESC LIMIT 1"
+    )
+
+
 def _open_round_number() -> int | None:
     # Raw: every bid request asks, and the ORM's compile costs more than the statement.
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT number FROM {connection.ops.quote_name(Round._meta.db_table)} WHERE status = %s"  # noqa: S608
-            " ORDER BY number DESC LIMIT 1",
-            [str(RoundStatus.OPEN)],
-        )
+    with prepared_cursor() as cursor:
+        cursor.execute(_open_round_sql(), [str(RoundStatus.OPEN)])
         row = cursor.fetchone()
     return None if row is None else int(row[0])
 

@@ -6,10 +6,12 @@ import datetime as dt
 from dataclasses import dataclass
 
 from django.conf import settings
+from django.db import connection
 from django.db.models import QuerySet
 from django.utils import timezone
 
 from auctions.models import Lease
+from marketplace.db import prepared_cursor
 from marketplace.errors import NotFound, PermissionDenied
 from marketplace.models import Team
 
@@ -34,7 +36,21 @@ CLAWBACK_PREFIX = "clawback:stmt:"
 
 def team_may_bid(team: Team, *, now: dt.datetime | None = None) -> bool:
     """False once a team has failed to pay for BILLING_SUSPEND_AFTER_DAYS days; True again once it pays."""
-    failing_since = BillingStanding.objects.filter(team=team).values_list("failing_since", flat=True).first()
+    failing_since: dt.datetime | None
+    if connection.vendor == "postgresql":
+        # Raw and prepared: every bid request asks, and the ORM's compile costs more than the query.
+        with prepared_cursor() as cursor:
+            cursor.execute(
+                f"SELECT failing_since FROM {connection.ops.quote_name(BillingStanding._meta.db_table)}"  # noqa: S608
+                " WHERE team_id = %s",
+                [team.pk],
+            )
+            row = cursor.fetchone()
+        failing_since = None if row is None else row[0]
+    else:  # SQLite hands back text for a raw datetime column: let the ORM convert it
+        failing_since = (
+            BillingStanding.objects.filter(team=team).values_list("failing_since", flat=True).first()
+        )
     if failing_since is None:
         return True
     now = now or timezone.now()

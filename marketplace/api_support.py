@@ -7,13 +7,14 @@ names every offending field by path (`bids[3].min_gpus`).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections.abc import Callable
 from typing import Any
 
 from django.db import connection
-from django.http import Http404
+from django.http import Http404, HttpRequest
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiResponse, inline_serializer
 from rest_framework import exceptions, pagination, serializers
@@ -21,6 +22,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
+from .db import prepared_cursor
 from .errors import DomainError, FieldError, IdempotencyConflict, InvalidInput, LimitExceeded
 from .models import IdempotencyRecord, Team
 from .transactions import request_transaction
@@ -119,12 +121,12 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     return None
 
 
-def _request_digest(request: Request) -> str:
-    body = json.dumps(request.data, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(f"{request.method} {request.path}\n{body}".encode()).hexdigest()
+def _request_digest(method: str, path: str, data: Any) -> str:
+    body = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(f"{method} {path}\n{body}".encode()).hexdigest()
 
 
-def idempotency_key(request: Request) -> str | None:
+def idempotency_key(request: Request | HttpRequest) -> str | None:
     key = request.headers.get(IDEMPOTENCY_HEADER)
     if key is None:
         return None
@@ -135,6 +137,23 @@ def idempotency_key(request: Request) -> str | None:
     return key
 
 
+@functools.cache
+def _claim_sql() -> str:
+    return (
+        f"INSERT INTO {connection.ops.quote_name(IdempotencyRecord._meta.db_table)} (team_id, key, method,"  # noqa: S608
+        " path, request_sha256, status_code, response_body, created_at)"
+        " VALUES (%s, %s, %s, %s, %s, 0, '', %s) ON CONFLICT (team_id, key) DO NOTHING RETURNING id"
+    )
+
+
+@functools.cache
+def _store_sql() -> str:
+    return (
+        f"UPDATE {connection.ops.quote_name(IdempotencyRecord._meta.db_table)}"  # noqa: S608
+        " SET status_code = %s, response_body = %s WHERE team_id = %s AND key = %s"
+    )
+
+
 def _claim(team: Team, key: str, method: str, path: str, digest: str) -> IdempotencyRecord | None:
     """Store a fresh record for (team, key) and return None, or return the existing one, locked.
 
@@ -143,14 +162,8 @@ def _claim(team: Team, key: str, method: str, path: str, digest: str) -> Idempot
     inserts its own).
     """
     if connection.vendor == "postgresql":
-        table = connection.ops.quote_name(IdempotencyRecord._meta.db_table)
-        with connection.cursor() as cursor:
-            cursor.execute(
-                f"INSERT INTO {table} (team_id, key, method, path, request_sha256, status_code,"  # noqa: S608
-                " response_body, created_at) VALUES (%s, %s, %s, %s, %s, 0, '', %s)"
-                " ON CONFLICT (team_id, key) DO NOTHING RETURNING id",
-                [team.pk, key, method, path, digest, timezone.now()],
-            )
+        with prepared_cursor() as cursor:
+            cursor.execute(_claim_sql(), [team.pk, key, method, path, digest, timezone.now()])
             if cursor.fetchone() is not None:
                 return None
         return IdempotencyRecord.objects.select_for_update().get(team=team, key=key)
@@ -161,20 +174,40 @@ def _claim(team: Team, key: str, method: str, path: str, digest: str) -> Idempot
 
 
 def idempotent(request: Request, team: Team, handler: Callable[[str | None], Response]) -> Response:
-    """Run `handler` once per (team, Idempotency-Key); a retry gets the first response back.
+    """Run `handler` once per (team, Idempotency-Key); a retry gets the first response back."""
+    return idempotent_call(
+        team=team,
+        key=idempotency_key(request),
+        method=request.method or "",
+        path=request.path,
+        data=request.data,
+        handler=handler,
+    )
+
+
+def idempotent_call(
+    *,
+    team: Team,
+    key: str | None,
+    method: str,
+    path: str,
+    data: Any,
+    handler: Callable[[str | None], Response],
+) -> Response:
+    """Run `handler` once per (team, key); a retry gets the first response back.
 
     The stored response and the handler's writes commit together, in one transaction in which the
     services add no savepoints (`request_transaction`). A concurrent retry blocks on the record's
     unique index until the first commits, then replays it; the same key with another body is a
-    409. A request that failed stored nothing, so its retry runs afresh.
+    409. A request that failed stored nothing, so its retry runs afresh. `data` is the parsed
+    body: the DRF views and the bid fast path (`auctions.api_fast`) digest it alike.
     """
-    key = idempotency_key(request)
     if key is None:
         with request_transaction():
             return handler(None)
-    digest = _request_digest(request)
+    digest = _request_digest(method, path, data)
     with request_transaction():
-        record = _claim(team, key, request.method or "", request.path[:300], digest)
+        record = _claim(team, key, method, path[:300], digest)
         if record is not None:
             if record.request_sha256 != digest:
                 raise IdempotencyConflict(key)
@@ -184,11 +217,9 @@ def idempotent(request: Request, team: Team, handler: Callable[[str | None], Res
                 headers={"Idempotent-Replayed": "true"},
             )
         response = handler(key)
-        with connection.cursor() as cursor:  # raw: the ORM's compile costs more than the statement here
+        with prepared_cursor() as cursor:  # raw: the ORM's compile costs more than the statement here
             cursor.execute(
-                f"UPDATE {connection.ops.quote_name(IdempotencyRecord._meta.db_table)}"  # noqa: S608
-                " SET status_code = %s, response_body = %s WHERE team_id = %s AND key = %s",
-                [response.status_code, json.dumps(response.data, default=str), team.pk, key],
+                _store_sql(), [response.status_code, json.dumps(response.data, default=str), team.pk, key]
             )
     return response
 

@@ -246,7 +246,9 @@ class Bid(models.Model):
     limit × GPUs × hours. Bids sharing an `xor_group` label within a team are alternatives.
     """
 
-    team = models.ForeignKey(Team, on_delete=models.PROTECT, related_name="bids")
+    # No single-column index on team or api_key: the (team, status) and (api_key, status) indexes
+    # below serve those lookups, and every bid insert maintained two more indexes for nothing.
+    team = models.ForeignKey(Team, on_delete=models.PROTECT, related_name="bids", db_index=False)
     gpu_models = models.ManyToManyField(GpuModel, related_name="bids")
     gpus = models.PositiveIntegerField()
     min_gpus = models.PositiveIntegerField()
@@ -263,7 +265,7 @@ class Bid(models.Model):
     # The API key that placed it: the key's exposure cap counts its open bids, its kill switch
     # cancels them.
     api_key = models.ForeignKey(
-        "ApiKey", null=True, blank=True, on_delete=models.PROTECT, related_name="bids"
+        "ApiKey", null=True, blank=True, on_delete=models.PROTECT, related_name="bids", db_index=False
     )
     replaces = models.OneToOneField(
         "self", null=True, blank=True, on_delete=models.PROTECT, related_name="replaced_by"

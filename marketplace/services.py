@@ -7,6 +7,7 @@ None means a trusted caller whose rights were already checked (an API key's scop
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import json
 import secrets
@@ -22,6 +23,7 @@ from django.utils import timezone
 from django.utils.text import slugify
 
 from . import grid, receipts, rules, webhooks
+from .db import prepared_cursor
 from .errors import (
     Conflict,
     FieldError,
@@ -396,15 +398,30 @@ def _bid_spec(bid: Bid) -> BidSpec:
     )
 
 
+@functools.cache
+def _team_lock_sql() -> str:
+    return (
+        f"SELECT id FROM {connection.ops.quote_name(Team._meta.db_table)} WHERE id = %s"  # noqa: S608
+        + (" FOR UPDATE" if connection.features.has_select_for_update else "")
+    )
+
+
+@functools.cache
+def _book_sql() -> str:
+    table = connection.ops.quote_name(Bid._meta.db_table)
+    return (
+        f"SELECT (SELECT count(*) FROM (SELECT 1 FROM {table} WHERE team_id = %s AND status = %s"  # noqa: S608
+        f" LIMIT %s) AS o), ARRAY(SELECT id FROM {table} WHERE team_id = %s"
+        " AND idempotency_key = ANY(%s::text[])),"
+        " ARRAY(SELECT nextval(pg_get_serial_sequence(%s, 'id')) FROM generate_series(1, %s))"
+    )
+
+
 def _lock_team_for_bids(team: Team) -> None:
     # The open-bid limit is a count under the team row's lock: concurrent bids of one team
     # serialise here, so the count cannot be raced past the limit.
-    with connection.cursor() as cursor:  # raw: the ORM's compile costs more than the statement here
-        cursor.execute(
-            f"SELECT id FROM {connection.ops.quote_name(Team._meta.db_table)} WHERE id = %s"  # noqa: S608
-            + (" FOR UPDATE" if connection.features.has_select_for_update else ""),
-            [team.pk],
-        )
+    with prepared_cursor() as cursor:  # raw: the ORM's compile costs more than the statement here
+        cursor.execute(_team_lock_sql(), [team.pk])
         if cursor.fetchone() is None:
             raise NotFound("team not found")
 
@@ -420,13 +437,9 @@ def _book_for_insert(team: Team, *, keys: list[str], new: int) -> tuple[int, lis
     """
     cap = int(settings.MAX_OPEN_BIDS) + 1
     if connection.vendor == "postgresql":
-        table = connection.ops.quote_name(Bid._meta.db_table)
-        with connection.cursor() as cursor:
+        with prepared_cursor() as cursor:
             cursor.execute(
-                f"SELECT (SELECT count(*) FROM (SELECT 1 FROM {table} WHERE team_id = %s AND status = %s"  # noqa: S608
-                f" LIMIT %s) AS o), ARRAY(SELECT id FROM {table} WHERE team_id = %s"
-                " AND idempotency_key = ANY(%s::text[])),"
-                " ARRAY(SELECT nextval(pg_get_serial_sequence(%s, 'id')) FROM generate_series(1, %s))",
+                _book_sql(),
                 [team.pk, str(BidStatus.OPEN), cap, team.pk, _pg_array(keys), Bid._meta.db_table, new],
             )
             row = cursor.fetchone()
@@ -589,27 +602,11 @@ _PLAIN_COLUMNS = {
 }
 
 
-def _insert_bids(bids: list[Bid], specs: list[BidSpec]) -> None:
-    """Insert bids whose ids are set, with their model links, in one statement on PostgreSQL:
-    `INSERT … SELECT FROM unnest(column arrays)` for the bids and, in the same statement, the links
-    joined on the models' names (the link's foreign key to the bid is checked at commit).
-
-    Django's bulk_create prepares every field of every bid through the ORM (about 50 µs a bid),
-    which a batch of 1,000 bids feels, and would need a second statement for the links.
-    """
-    now = timezone.now()
+@functools.cache
+def _insert_bids_plan() -> tuple[str, list[tuple[str, Any]], list[str]]:
+    """The bid insert's SQL, each column's attribute (with the field when its value needs Django's
+    conversion), and the auto-now attributes: the same for every request, so built once."""
     fields = Bid._meta.concrete_fields
-    for field in fields:
-        if getattr(field, "auto_now_add", False) or getattr(field, "auto_now", False):
-            for bid in bids:
-                setattr(bid, field.attname, now)
-    columns = []
-    for field in fields:
-        values = [getattr(bid, field.attname) for bid in bids]
-        if field.get_internal_type() not in _PLAIN_COLUMNS:
-            values = [field.get_db_prep_save(v, connection) for v in values]
-        columns.append(_pg_array(values))
-    pairs = _model_pairs(bids, specs)
     quote = connection.ops.quote_name
     through = Bid.gpu_models.through
     names = ", ".join(quote(str(f.column)) for f in fields)
@@ -618,16 +615,43 @@ def _insert_bids(bids: list[Bid], specs: list[BidSpec]) -> None:
         quote(str(next(f.column for f in through._meta.concrete_fields if f.related_model is target)))
         for target in (Bid, GpuModel)
     )
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"WITH b AS (INSERT INTO {quote(Bid._meta.db_table)} ({names})"  # noqa: S608
-            f" SELECT * FROM unnest({arrays}) RETURNING 1),"
-            f" m AS (INSERT INTO {quote(through._meta.db_table)} ({link_names})"
-            " SELECT v.bid_id, g.id FROM unnest(%s::bigint[], %s::text[]) AS v(bid_id, name)"
-            f" JOIN {quote(GpuModel._meta.db_table)} AS g ON g.name = v.name RETURNING 1)"
-            " SELECT (SELECT count(*) FROM b), (SELECT count(*) FROM m)",
-            [*columns, _pg_array(b for b, _ in pairs), _pg_array(n for _, n in pairs)],
-        )
+    sql = (
+        f"WITH b AS (INSERT INTO {quote(Bid._meta.db_table)} ({names})"  # noqa: S608
+        f" SELECT * FROM unnest({arrays}) RETURNING 1),"
+        f" m AS (INSERT INTO {quote(through._meta.db_table)} ({link_names})"
+        " SELECT v.bid_id, g.id FROM unnest(%s::bigint[], %s::text[]) AS v(bid_id, name)"
+        f" JOIN {quote(GpuModel._meta.db_table)} AS g ON g.name = v.name RETURNING 1)"
+        " SELECT (SELECT count(*) FROM b), (SELECT count(*) FROM m)"
+    )
+    columns = [(f.attname, None if f.get_internal_type() in _PLAIN_COLUMNS else f) for f in fields]
+    auto_now = [
+        f.attname for f in fields if getattr(f, "auto_now_add", False) or getattr(f, "auto_now", False)
+    ]
+    return sql, columns, auto_now
+
+
+def _insert_bids(bids: list[Bid], specs: list[BidSpec]) -> None:
+    """Insert bids whose ids are set, with their model links, in one statement on PostgreSQL:
+    `INSERT … SELECT FROM unnest(column arrays)` for the bids and, in the same statement, the links
+    joined on the models' names (the link's foreign key to the bid is checked at commit).
+
+    Django's bulk_create prepares every field of every bid through the ORM (about 50 µs a bid),
+    which a batch of 1,000 bids feels, and would need a second statement for the links.
+    """
+    sql, columns, auto_now = _insert_bids_plan()
+    now = timezone.now()
+    for attname in auto_now:
+        for bid in bids:
+            setattr(bid, attname, now)
+    arrays = []
+    for attname, field in columns:
+        values = [getattr(bid, attname) for bid in bids]
+        if field is not None:
+            values = [field.get_db_prep_save(v, connection) for v in values]
+        arrays.append(_pg_array(values))
+    pairs = _model_pairs(bids, specs)
+    with prepared_cursor() as cursor:
+        cursor.execute(sql, [*arrays, _pg_array(b for b, _ in pairs), _pg_array(n for _, n in pairs)])
         row = cursor.fetchone()
     for bid in bids:
         bid._state.adding = False

@@ -10,10 +10,19 @@ What it does, in order:
   2. for each worker class: starts `gunicorn config.wsgi -w 2` with DEBUG off, then from this process
      (asyncio, a minimal HTTP/1.1 client, one connection per bot) runs
        - the baseline: GET /healthz (one `SELECT 1`: the framework's ceiling on this machine),
-       - single bids: each bot POSTs /api/v1/bids with a fresh Idempotency-Key, back to back,
+       - single bids: each bot POSTs /api/v1/bids with a fresh Idempotency-Key, back to back
+         (closed loop: the most the server answers; latency is then mostly queueing, since 50
+         bots waiting on N bids/s wait 50/N s on average),
+       - paced single bids: the same bots offering --paced-rate bids/s in all (default 300) on a
+         fixed schedule (open loop), latency counted from when each request was due: the latency
+         a bot sees at that rate,
        - batches: each bot POSTs /api/v1/bids/batch with --batch-size bids;
   3. prints bids/s, p50/p99 latency, errors by status, the ratio to the baseline, and checks that
-     every acknowledged bid id is in the database (lost) and that no unacknowledged bid was stored.
+     every acknowledged bid id is in the database (lost) and that no unacknowledged bid was stored;
+     then the CPU milliseconds each request cost gunicorn, PostgreSQL, Redis and the load
+     generator (from /proc), and the rate the machine's CPUs could sustain at that cost if nothing
+     else ran: on a shared machine the throughput moves with the neighbours' load, the CPU per
+     request much less.
 
 Only the seeding step imports Django (in a child process); the load generator does not.
 """
@@ -194,6 +203,51 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
             proc.wait()
 
 
+# --- CPU per request ------------------------------------------------------------------------------
+
+
+def cpu_seconds(gunicorn_pgid: int) -> Counter[str]:
+    """CPU seconds (user + system) used so far by each party, read from /proc: gunicorn (its
+    process group), PostgreSQL's and Redis's processes, this load generator, and everything else.
+
+    Throughput on a shared 2-CPU machine moves with whatever else runs; the CPU each request
+    costs each party hardly does, so the report gives both (Linux only; empty elsewhere)."""
+    out: Counter[str] = Counter()
+    tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    me = os.getpid()
+    for entry in os.listdir("/proc") if os.path.isdir("/proc") else []:
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        comm = stat[stat.index("(") + 1 : stat.rindex(")")]
+        fields = stat[stat.rindex(")") + 2 :].split()
+        pgid = int(fields[2])
+        used = (int(fields[11]) + int(fields[12])) / tick
+        if pgid == gunicorn_pgid:
+            party = "gunicorn"
+        elif comm in {"postgres", "redis-server"}:
+            party = comm
+        elif int(entry) == me:
+            party = "load generator"
+        else:
+            party = "other"
+        out[party] += used
+    return out
+
+
+def cpu_per_request(before: Counter[str], after: Counter[str], requests: int) -> dict[str, float]:
+    """Milliseconds of CPU per request, by party, over a phase; `total` excludes `other`."""
+    if not requests:
+        return {}
+    per = {k: round((after[k] - before[k]) * 1000 / requests, 3) for k in after if k in before}
+    per["total"] = round(sum(v for k, v in per.items() if k != "other"), 3)
+    return per
+
+
 # --- load -----------------------------------------------------------------------------------------
 
 
@@ -301,15 +355,26 @@ async def run_phase(
     path: str,
     bodies: list[bytes],
     per_request: int,
+    rate: float | None = None,
 ) -> Phase:
+    """Each bot sends back to back (closed loop), or with `rate` (requests/s over all bots) on a
+    fixed schedule (open loop): then a request's latency counts from when it was due, so a
+    server that falls behind the schedule is charged for the wait (no coordinated omission)."""
     phase = Phase(name)
-    deadline = time.monotonic() + seconds
+    began_at = time.monotonic()
+    deadline = began_at + seconds
+    interval = len(keys) / rate if rate else 0.0
 
     async def bot(index: int, key: str) -> None:
         conn = Connection(port)
         rng = random.Random(index)  # noqa: S311 - load shape, not a secret
+        due = began_at + (index * interval / len(keys))
         try:
             while time.monotonic() < deadline:
+                if rate:
+                    if due >= deadline:
+                        break
+                    await asyncio.sleep(max(0.0, due - time.monotonic()))
                 body = bodies[rng.randrange(len(bodies))] if bodies else b""
                 head = (
                     f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {key}\r\n"
@@ -317,6 +382,9 @@ async def run_phase(
                     f"Accept: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
                 ).encode()
                 started = time.perf_counter()
+                if rate:
+                    started -= time.monotonic() - due  # late sends count as waiting
+                    due += interval
                 try:
                     status, data = await conn.request(head, body)
                 except (OSError, asyncio.IncompleteReadError) as exc:
@@ -367,8 +435,10 @@ def bench_one(
         ).encode()
         for _ in range(4)
     ]
+    cpu: dict[str, dict[str, float]] = {}
     try:
         _, before = count_stored(args, [])
+        cpu_start = cpu_seconds(proc.pid)
         baseline = asyncio.run(
             run_phase(
                 name="GET /healthz",
@@ -381,6 +451,8 @@ def bench_one(
                 per_request=1,
             )
         )
+        cpu_baseline = cpu_seconds(proc.pid)
+        cpu["baseline"] = cpu_per_request(cpu_start, cpu_baseline, baseline.requests)
         single = asyncio.run(
             run_phase(
                 name="POST /api/v1/bids",
@@ -393,6 +465,22 @@ def bench_one(
                 per_request=1,
             )
         )
+        cpu_single = cpu_seconds(proc.pid)
+        cpu["single"] = cpu_per_request(cpu_baseline, cpu_single, single.requests)
+        paced = asyncio.run(
+            run_phase(
+                name=f"POST /api/v1/bids at {args.paced_rate:g}/s",
+                port=port,
+                keys=keys,
+                seconds=args.paced_seconds,
+                method="POST",
+                path="/api/v1/bids",
+                bodies=singles,
+                per_request=1,
+                rate=args.paced_rate,
+            )
+        )
+        cpu_paced = cpu_seconds(proc.pid)
         batch = asyncio.run(
             run_phase(
                 name=f"POST /api/v1/bids/batch ({args.batch_size})",
@@ -405,9 +493,10 @@ def bench_one(
                 per_request=args.batch_size,
             )
         )
+        cpu["batch"] = cpu_per_request(cpu_paced, cpu_seconds(proc.pid), batch.items)
     finally:
         stop(proc)
-    acked = single.ids + batch.ids
+    acked = single.ids + paced.ids + batch.ids
     found, after = count_stored(args, acked)
     result = {
         "worker_class": worker_class,
@@ -415,7 +504,14 @@ def bench_one(
         "threads": args.threads if worker_class == "gthread" else 1,
         "baseline": baseline.summary(),
         "single": single.summary(),
+        "paced": paced.summary(),
         "batch": batch.summary(),
+        # CPU milliseconds per request (per bid for batches) by party; `total` is what one
+        # request costs this machine, so `cores x 1000 / total` is the rate its cores could
+        # sustain if nothing else ran.
+        "cpu_ms": cpu,
+        "single_capacity_per_s": _capacity(cpu.get("single", {})),
+        "batch_capacity_per_s": _capacity(cpu.get("batch", {})),
         "acknowledged_bids": len(acked),
         "distinct_acknowledged": len(set(acked)),
         "lost_bids": len(set(acked)) - found,
@@ -428,6 +524,11 @@ def bench_one(
     return result
 
 
+def _capacity(per: dict[str, float]) -> float | None:
+    total = per.get("total")
+    return round((os.cpu_count() or 1) * 1000 / total, 1) if total else None
+
+
 def _ratio(items: int, seconds: float, base: int, base_seconds: float) -> float | None:
     if not (seconds and base and base_seconds):
         return None
@@ -436,7 +537,7 @@ def _ratio(items: int, seconds: float, base: int, base_seconds: float) -> float 
 
 def report(r: dict[str, Any]) -> None:
     print(f"\n== gunicorn -w {r['workers']} -k {r['worker_class']} (threads {r['threads']}) ==")  # noqa: T201
-    for key in ("baseline", "single", "batch"):
+    for key in ("baseline", "single", "paced", "batch"):
         p = r[key]
         print(  # noqa: T201
             f"{p['phase']:<34} {p['requests_per_s']:>8} req/s {p['items_per_s']:>9} items/s "
@@ -448,6 +549,17 @@ def report(r: dict[str, Any]) -> None:
         f"lost {r['lost_bids']}, stored without acknowledgement {r['unacknowledged_stored']}; "
         f"single bids/s over healthz req/s: {r['single_vs_baseline']}, "
         f"batched bids/s over healthz req/s: {r['batch_bids_vs_baseline']}"
+    )
+    for key, unit in (("baseline", "request"), ("single", "bid"), ("batch", "bid in a batch")):
+        per = r["cpu_ms"].get(key, {})
+        parts = ", ".join(f"{k} {v}" for k, v in per.items() if k not in {"total", "other"})
+        print(  # noqa: T201
+            f"CPU ms per {unit} ({key}): {parts}; total {per.get('total')} "
+            f"(other processes: {per.get('other')})"
+        )
+    print(  # noqa: T201
+        f"what {os.cpu_count()} idle CPUs would sustain at that CPU cost: single bids "
+        f"{r['single_capacity_per_s']}/s, batched bids {r['batch_capacity_per_s']}/s"
     )
 
 
@@ -464,6 +576,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--baseline-seconds", type=float, default=15)
     parser.add_argument("--single-seconds", type=float, default=60)
     parser.add_argument("--batch-seconds", type=float, default=60)
+    parser.add_argument(
+        "--paced-rate", type=float, default=300, help="single bids/s offered in the open-loop phase"
+    )
+    parser.add_argument("--paced-seconds", type=float, default=30)
     parser.add_argument(
         "--pg-url", default=os.environ.get("BENCH_PG_URL", "postgres://postgres:postgres@127.0.0.1:5432")
     )

@@ -1,0 +1,148 @@
+"""`POST /api/v1/bids` for a bot's well-formed request, without DRF's request cycle.
+
+Bots place single bids at a high rate, and DRF's cycle (request wrapping, authentication classes,
+permission and throttle classes, negotiation, parser, the ORM's compile of the key lookup) cost
+more CPU than the bid itself. A request takes this path only when it is plainly well-formed:
+
+- `Authorization: Bearer gx_…` naming a live key with the `bids:write` scope;
+- a JSON body (`Content-Type: application/json`, UTF-8) that `plain_spec` reads, no query string,
+  an `Accept` that JSON satisfies, and a valid `Idempotency-Key` if any.
+
+Everything else (a session, a bad or revoked key, a missing scope, a malformed body, another
+media type) goes to `BidListApi` unchanged, so every refusal is explained exactly as before.
+From there on both paths share the same code: the rate limit (`rate_limit_wait`), the
+idempotency record (`idempotent_call`), the service (`bid_submit`), the response body
+(`placed`), the error bodies (`exception_handler`) and DRF's own JSON renderer, so a client
+cannot tell which path answered (`tests/api/test_bid_fast_view.py` compares them).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from django.http import HttpRequest, HttpResponse
+from rest_framework import exceptions
+from rest_framework.renderers import JSONRenderer
+from rest_framework.response import Response
+
+from marketplace.api_auth import bearer_key, key_rate_limit, rate_limit_wait
+from marketplace.api_support import IDEMPOTENCY_HEADER, exception_handler, idempotent_call
+from marketplace.errors import DomainError
+from marketplace.models import Bid, Scope
+
+from . import services
+from .api import BidListApi, placed, plain_spec
+
+_RENDERER = JSONRenderer()
+
+
+def _allowed_methods() -> str:
+    view = BidListApi()
+    if hasattr(view, "get") and not hasattr(view, "head"):
+        view.head = view.get  # type: ignore[attr-defined]  # as Django's View.setup does
+    return ", ".join(view.allowed_methods)
+
+
+_ALLOW = _allowed_methods()
+
+
+def with_fast_post(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """`view` (BidListApi's), with well-formed bot POSTs answered by `place_bid` first."""
+
+    @functools.wraps(view)  # keeps csrf_exempt and the view class drf-spectacular documents
+    def dispatch(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if request.method == "POST":
+            response = place_bid(request)
+            if response is not None:
+                return response
+        return view(request, *args, **kwargs)
+
+    return dispatch
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")  # DRF's strict JSON refuses NaN and Infinity too
+
+
+def _json_body(request: HttpRequest) -> Any:
+    """The parsed body as DRF's JSONParser would read it, or None to leave the request to DRF."""
+    if request.content_type != "application/json" or request.GET:
+        return None
+    if (request.content_params or {}).get("charset", "utf-8").lower() not in {"utf-8", "utf8"}:
+        return None
+    accept = request.META.get("HTTP_ACCEPT", "")
+    if accept and not any(
+        media.split(";", 1)[0].strip() in {"application/json", "application/*", "*/*"}
+        for media in accept.split(",")
+    ):
+        return None
+    try:
+        return json.loads(request.body.decode("utf-8"), parse_constant=_refuse_constant)
+    except (ValueError, RecursionError):  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        return None
+
+
+def _render(response: Response) -> Response:
+    """What DRF's `finalize_response` does for this view: its JSON renderer and its Allow header."""
+    response.accepted_renderer = _RENDERER
+    response.accepted_media_type = _RENDERER.media_type
+    response.renderer_context = {}  # type: ignore[attr-defined]
+    response["Allow"] = _ALLOW
+    response.render()
+    return response
+
+
+def place_bid(request: HttpRequest) -> HttpResponse | None:
+    """Answer a well-formed bot bid, or None to leave the request to `BidListApi`."""
+    authorization = request.META.get("HTTP_AUTHORIZATION", "")
+    scheme, _, raw = authorization.partition(" ")
+    if scheme != "Bearer":
+        return None
+    data = _json_body(request)
+    spec = plain_spec(data)
+    if spec is None:
+        return None
+    idempotency_key = request.headers.get(IDEMPOTENCY_HEADER)
+    if idempotency_key is not None and not (
+        1 <= len(idempotency_key) <= 255 and idempotency_key.isprintable()
+    ):
+        return None
+    key = bearer_key(raw.strip())
+    if key is None or Scope.BIDS_WRITE not in key.scopes:
+        return None
+    if (wait := rate_limit_wait(*key_rate_limit(key))) is not None:
+        return _render(_problem(exceptions.Throttled(max(wait, 1.0)), request))
+
+    def handle(stored_key: str | None) -> Response:
+        result = services.bid_submit(
+            team=key.team,
+            actor=None,
+            spec=spec,
+            idempotency_key=stored_key or uuid.uuid4().hex,
+            api_key=key,
+        )
+        assert isinstance(result.order, Bid)
+        return Response(placed(result.order, result.round_number, set(spec.gpu_models)), status=201)
+
+    try:
+        response = idempotent_call(
+            team=key.team,
+            key=idempotency_key,
+            method="POST",
+            path=request.path,
+            data=data,
+            handler=handle,
+        )
+    except DomainError as exc:
+        response = _problem(exc, request)
+    return _render(response)
+
+
+def _problem(exc: Exception, request: HttpRequest) -> Response:
+    response = exception_handler(exc, {"request": request})
+    assert response is not None  # the handler answers every DomainError and Throttled
+    return response

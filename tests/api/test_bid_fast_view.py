@@ -1,0 +1,219 @@
+"""`POST /api/v1/bids` answered outside DRF (auctions/api_fast.py): a bot cannot tell which path
+answered, every request that is not plainly well-formed is explained by DRF exactly as before, and
+the bid path's statements are prepared once per connection."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import Any
+
+import pytest
+from django.db import connection
+from django.utils import timezone
+
+from auctions import api, api_fast
+from billing.models import BillingStanding
+from marketplace import services as market
+from marketplace.models import Bid, IdempotencyRecord
+
+from .conftest import bid_body, key_client
+
+# What differs between two stored bids whatever path placed them.
+PER_BID = {"id", "receipt", "idempotency_key", "created_at"}
+
+
+@pytest.fixture
+def drf_only(monkeypatch):
+    """Send every bid POST to BidListApi, as before the fast path existed."""
+    monkeypatch.setattr(api_fast, "place_bid", lambda request: None)
+
+
+@pytest.fixture
+def fast_only(monkeypatch):
+    """Fail any bid POST that reaches BidListApi: what still succeeds took the fast path."""
+
+    def refuse(self, request):
+        raise AssertionError("reached DRF")
+
+    monkeypatch.setattr(api.BidListApi, "post", refuse)
+
+
+def _bot(world, **extra: Any):
+    key, raw = market.api_key_create(
+        team=world.acme.team, actor=None, name="bot", scopes=["market:read", "bids:write"], **extra
+    )
+    return key, key_client(raw)
+
+
+def _post(bot, body: Any, **headers: str):
+    return bot.post("/api/v1/bids", json.dumps(body), content_type="application/json", **headers)
+
+
+def _comparable(reply) -> tuple[int, dict[str, str], dict[str, Any]]:
+    body = {k: v for k, v in reply.json().items() if k not in PER_BID}
+    headers = {h: reply[h] for h in ("Content-Type", "Allow") if reply.has_header(h)}
+    return reply.status_code, headers, body
+
+
+def test_a_well_formed_bid_takes_the_fast_path(world, fast_only):
+    key, bot = _bot(world)
+    reply = _post(bot, bid_body(world.start), HTTP_IDEMPOTENCY_KEY="fast-1")
+    assert reply.status_code == 201
+    stored = Bid.objects.select_related("api_key").get(pk=reply.json()["id"])
+    assert stored.team_id == world.acme.team.pk and stored.api_key == key
+    assert stored.idempotency_key == "fast-1" and reply.json()["round"] == world.round.number
+    assert sorted(m.name for m in stored.gpu_models.all()) == ["H100-SXM-80GB"]
+    key.refresh_from_db()
+    assert key.last_used_at is not None
+
+
+def test_both_paths_answer_a_bid_alike(world, monkeypatch):
+    _, bot = _bot(world)
+    fast = _post(bot, bid_body(world.start), HTTP_IDEMPOTENCY_KEY="a")
+    monkeypatch.setattr(api_fast, "place_bid", lambda request: None)
+    slow = _post(bot, bid_body(world.start), HTTP_IDEMPOTENCY_KEY="b")
+    assert fast.status_code == slow.status_code == 201
+    assert _comparable(fast) == _comparable(slow)
+    assert fast.content.count(b" ") == slow.content.count(b" ")  # the same compact rendering
+
+
+@pytest.mark.parametrize(
+    ("change", "status", "code"),
+    [
+        ({"gpus": 0}, 422, "invalid_input"),
+        ({"min_gpus": 9}, 422, "invalid_input"),
+        ({"gpu_models": ["NO-SUCH-GPU"]}, 422, "invalid_input"),
+        ({"limit_cents_per_gpu_hour": 10_000_000}, 422, "invalid_input"),
+    ],
+)
+def test_a_rule_broken_by_a_well_formed_bid_is_explained_alike(world, monkeypatch, change, status, code):
+    # These pass the reader (plain types) and are refused by the service, on the fast path.
+    _, bot = _bot(world)
+    fast = _post(bot, bid_body(world.start, **change))
+    monkeypatch.setattr(api_fast, "place_bid", lambda request: None)
+    slow = _post(bot, bid_body(world.start, **change))
+    assert fast.status_code == slow.status_code == status
+    assert fast.json() == slow.json() and fast.json()["code"] == code
+    assert fast["Content-Type"] == slow["Content-Type"] == "application/problem+json"
+    assert not Bid.objects.filter(team=world.acme.team, idempotency_key__startswith="fast").exists()
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "field"),
+    [
+        ({"gpus": "8"}, 422, "gpus"),
+        ({"colocate": "yes"}, 422, "colocate"),
+        ({"earliest_start": "tomorrow"}, 422, "earliest_start"),
+        ({"gpu_models": "H100-SXM-80GB"}, 422, "gpu_models"),
+    ],
+)
+def test_a_malformed_bid_goes_to_drf_which_names_the_field(world, body, status, field):
+    _, bot = _bot(world)
+    reply = _post(bot, bid_body(world.start, **body))
+    assert reply.status_code == status
+    assert field in {e["field"] for e in reply.json()["errors"]}
+
+
+def test_refusals_before_the_bid_are_drfs(world):
+    key, bot = _bot(world)
+    assert _post(key_client("gx_nope_secret"), bid_body(world.start)).json()["code"] == "bad_api_key"
+    _, reader = market.api_key_create(team=world.acme.team, actor=None, name="ro", scopes=["market:read"])
+    denied = _post(key_client(reader), bid_body(world.start))
+    assert denied.status_code == 403 and denied.json()["code"] == "missing_scope"
+    nan = bot.post(
+        "/api/v1/bids",
+        json.dumps(bid_body(world.start)).replace("300", "NaN"),
+        content_type="application/json",
+    )
+    assert nan.status_code == 400  # DRF's strict JSON refuses NaN; the fast path must not accept it
+    text = bot.post("/api/v1/bids", "gpus=8", content_type="text/plain")
+    assert text.status_code == 415
+    market.api_key_revoke(team=world.acme.team, actor=None, key_id=key.pk)
+    revoked = _post(bot, bid_body(world.start))
+    assert revoked.status_code == 401 and revoked.json()["code"] == "key_revoked"
+    assert not Bid.objects.filter(api_key=key).exists()
+
+
+def test_the_rate_limit_applies_on_the_fast_path(world, fast_only):
+    _, bot = _bot(world, rate_limit_per_minute=2)
+    assert [_post(bot, bid_body(world.start)).status_code for _ in range(2)] == [201, 201]
+    limited = _post(bot, bid_body(world.start))
+    assert limited.status_code == 429 and limited.json()["code"] == "rate_limited"
+    assert 1 <= int(limited["Retry-After"]) <= 60
+    assert limited["Content-Type"] == "application/problem+json"
+
+
+def test_a_suspended_team_is_refused_on_the_fast_path(world, fast_only, settings):
+    BillingStanding.objects.create(
+        team=world.acme.team,
+        failing_since=timezone.now() - dt.timedelta(days=settings.BILLING_SUSPEND_AFTER_DAYS + 1),
+    )
+    _, bot = _bot(world)
+    reply = _post(bot, bid_body(world.start))
+    assert reply.status_code == 403 and reply.json()["code"] == "billing_suspended"
+
+
+def test_idempotency_holds_across_both_paths(world, monkeypatch):
+    _, bot = _bot(world)
+    monkeypatch.setattr(api_fast, "place_bid", lambda request: None)
+    first = _post(bot, bid_body(world.start), HTTP_IDEMPOTENCY_KEY="cross")  # DRF stores it
+    monkeypatch.undo()
+    again = _post(bot, bid_body(world.start), HTTP_IDEMPOTENCY_KEY="cross")  # the fast path replays it
+    assert again.status_code == 201 and again.json() == first.json()
+    assert again["Idempotent-Replayed"] == "true"
+    other = _post(bot, bid_body(world.start, gpus=8), HTTP_IDEMPOTENCY_KEY="cross")
+    assert other.status_code == 409
+    assert Bid.objects.filter(team=world.acme.team, idempotency_key="cross").count() == 1
+    assert IdempotencyRecord.objects.filter(team=world.acme.team, key="cross").count() == 1
+
+
+def _prepared() -> set[str]:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT statement FROM pg_prepared_statements")
+        return {row[0] for row in cursor.fetchall()}
+
+
+def _forget_prepared() -> None:
+    with connection.cursor() as cursor:
+        cursor.execute("DEALLOCATE ALL")
+    connection.connection._prepared.clear()  # psycopg's own record of what it prepared
+
+
+def test_the_bid_path_statements_are_prepared_once_per_connection(world, settings):
+    _, bot = _bot(world)
+    _forget_prepared()
+    before = _prepared()
+    for i in range(3):
+        assert _post(bot, bid_body(world.start), HTTP_IDEMPOTENCY_KEY=f"p{i}").status_code == 201
+    new = _prepared() - before
+    # key lookup, idempotency claim and store, team lock, book query, billing guard, insert, round
+    assert any("FOR UPDATE" in s for s in new) and any("unnest" in s for s in new)
+    assert len(_prepared()) == len(before | new)
+    for i in range(3, 6):  # the same statements again: nothing new is prepared
+        assert _post(bot, bid_body(world.start), HTTP_IDEMPOTENCY_KEY=f"p{i}").status_code == 201
+    assert _prepared() == before | new
+
+
+def test_prepared_statements_can_be_turned_off(world, settings):
+    settings.DATABASE_PREPARED_STATEMENTS = False
+    _, bot = _bot(world)
+    _forget_prepared()
+    assert _post(bot, bid_body(world.start), HTTP_IDEMPOTENCY_KEY="off").status_code == 201
+    assert _prepared() == set()
+
+
+def test_a_rate_limit_counter_expires_with_its_window(world):
+    from marketplace.api_auth import _redis_client, key_rate_limit, rate_limit_wait
+
+    key, _ = _bot(world, rate_limit_per_minute=1)
+    client = _redis_client()
+    assert client is not None  # tests run on Redis
+    identity, limit = key_rate_limit(key)
+    assert limit == 1
+    assert rate_limit_wait(identity, limit) is None
+    wait = rate_limit_wait(identity, limit)  # the second hit in the window is refused
+    assert wait is not None and 0 < wait <= 60
+    (counter,) = client.keys(f"*gridx:rl:{identity}:*")
+    assert int(client.get(counter)) == 2
+    assert 60 < client.ttl(counter) <= 120  # set by the first hit, not extended past two windows

@@ -347,6 +347,26 @@ class ApiKey(models.Model):
         return f"key {self.prefix} ({self.name})"
 
 
+class TeamOpenBids(models.Model):
+    """How many open bids a team has, kept by PostgreSQL triggers on the bid table (migration
+    0007), so the open-bid limit reads one row instead of counting up to MAX_OPEN_BIDS bids on
+    every bid request. No Python code writes it: every change of a bid's status, by any path
+    (services, bulk updates, the admin, raw SQL), moves it in the same transaction. On SQLite (the
+    demo) there are no triggers and the limit counts the bids.
+    """
+
+    team = models.OneToOneField(Team, primary_key=True, on_delete=models.CASCADE, related_name="+")
+    open_bids = models.IntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=Q(open_bids__gte=0), name="teamopenbids_not_negative"),
+        ]
+
+    def __str__(self) -> str:
+        return f"team {self.team_id}: {self.open_bids} open bids"
+
+
 class IdempotencyRecord(models.Model):
     """The stored response to a request made with an `Idempotency-Key`, replayed on a retry."""
 

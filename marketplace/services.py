@@ -51,6 +51,7 @@ from .models import (
     Role,
     Scope,
     Team,
+    TeamOpenBids,
     User,
     WebhookAttempt,
     WebhookDelivery,
@@ -408,10 +409,11 @@ def _team_lock_sql() -> str:
 
 @functools.cache
 def _book_sql() -> str:
-    table = connection.ops.quote_name(Bid._meta.db_table)
+    quote = connection.ops.quote_name
+    table = quote(Bid._meta.db_table)
     return (
-        f"SELECT (SELECT count(*) FROM (SELECT 1 FROM {table} WHERE team_id = %s AND status = %s"  # noqa: S608
-        f" LIMIT %s) AS o), ARRAY(SELECT id FROM {table} WHERE team_id = %s"
+        f"SELECT COALESCE((SELECT open_bids FROM {quote(TeamOpenBids._meta.db_table)}"  # noqa: S608
+        f" WHERE team_id = %s), 0), ARRAY(SELECT id FROM {table} WHERE team_id = %s"
         " AND idempotency_key = ANY(%s::text[])),"
         " ARRAY(SELECT nextval(pg_get_serial_sequence(%s, 'id')) FROM generate_series(1, %s))"
     )
@@ -427,10 +429,11 @@ def _lock_team_for_bids(team: Team) -> None:
 
 
 def _book_for_insert(team: Team, *, keys: list[str], new: int) -> tuple[int, list[int], list[int] | None]:
-    """Under the team lock, in one round trip on PostgreSQL: the team's open bids (counted up to
-    MAX_OPEN_BIDS + 1, enough to apply the limit), the ids of its bids holding any of `keys`, and
-    `new` fresh bid ids from the table's sequence (None where the database cannot hand them out
-    before the insert), so a bid's receipt, which commits to its id, is written with the bid.
+    """Under the team lock, in one round trip on PostgreSQL: the team's open bids (the count the
+    bid table's triggers keep in TeamOpenBids: one row read, however many bids are open), the ids
+    of its bids holding any of `keys`, and `new` fresh bid ids from the table's sequence (None
+    where the database cannot hand them out before the insert), so a bid's receipt, which commits
+    to its id, is written with the bid. On SQLite the bids are counted, up to MAX_OPEN_BIDS + 1.
 
     A statement after the lock sees every bid committed by the transactions it waited for, which
     is why the count is not folded into the locking statement itself.
@@ -438,10 +441,7 @@ def _book_for_insert(team: Team, *, keys: list[str], new: int) -> tuple[int, lis
     cap = int(settings.MAX_OPEN_BIDS) + 1
     if connection.vendor == "postgresql":
         with prepared_cursor() as cursor:
-            cursor.execute(
-                _book_sql(),
-                [team.pk, str(BidStatus.OPEN), cap, team.pk, _pg_array(keys), Bid._meta.db_table, new],
-            )
+            cursor.execute(_book_sql(), [team.pk, team.pk, _pg_array(keys), Bid._meta.db_table, new])
             row = cursor.fetchone()
         return int(row[0]), list(row[1]), list(row[2])
     open_now = Bid.objects.filter(team=team, status=BidStatus.OPEN)[:cap].count()

@@ -16,7 +16,7 @@ import numpy as np
 
 from . import lns, pricing
 from .components import components
-from .formulation import FloatArray, IntArray, Market, build_market, build_matrices, sorted_unique
+from .formulation import FloatArray, IntArray, Market, build_market, build_matrices, flow_lp, sorted_unique
 from .heuristics import Allocation, best_greedy, from_x, priced_greedy
 from .lagrange import lagrangian_bound
 from .rounds import RESULT_FORMAT, Round, parse_round
@@ -127,7 +127,7 @@ def clear_component(rnd: Round, *, time_limit: float | None, gap: float, solver:
 
     mk = build_market(rnd)
     # nothing to place (every bid loses for a structural reason): no model to build or solve
-    mt = build_matrices(mk) if mk.n_places else None
+    mt = flow_lp(mk) if mk.n_places else None
     build_s = time.perf_counter() - t0
     compile_s = 0.0
     lp_s = mip_s = 0.0

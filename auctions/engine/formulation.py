@@ -96,16 +96,16 @@ class Market:
 
 def _seg_cumsum_before(vals: IntArray, seg_start: IntArray, seg_id: IntArray) -> IntArray:
     """Exclusive cumulative sum of `vals` inside each segment (segments are contiguous)."""
-    cs = np.cumsum(vals)
-    incl_at_start = cs[seg_start] - vals[seg_start]
-    out: IntArray = cs - vals - incl_at_start[seg_id]
+    before = vals.cumsum() - vals  # np.cumsum's semantics without its Python wrapper (~1 us a call)
+    out: IntArray = before - before[seg_start][seg_id]
     return out
 
 
 def sorted_unique(keys: IntArray) -> IntArray:
     """`np.unique` of integers by sort and compare: the same array, without numpy 2's hash-based
     path (measured here: 1.9 s instead of 34 ms on 1.5M keys, 0.76 ms instead of 27 us on 3,000)."""
-    a = np.sort(keys)
+    a = keys.copy()
+    a.sort()
     first = np.empty(a.size, dtype=bool)
     first[:1] = True
     np.not_equal(a[1:], a[:-1], out=first[1:])
@@ -126,13 +126,16 @@ def fill(
     Positive-margin sources are used up to `gpus`; the others only as far as needed to reach
     `min_gpus`. `gpus` and `min_gpus` are per segment. Returns GPUs taken per source.
     """
-    pos = np.where(margin > 0, avail, 0)
+    positive = margin > 0
+    pos = np.where(positive, avail, 0)
     before = _seg_cumsum_before(pos, seg_start, seg_id)
     # np.minimum(np.maximum(..)) is np.clip without its Python wrapper (~4 us a call)
-    take_pos = np.minimum(np.maximum(gpus[seg_id] - before, 0), pos)
+    take_pos: IntArray = np.minimum(np.maximum(gpus[seg_id] - before, 0), pos)
+    if np.count_nonzero(positive) == positive.size:  # nothing left to reach min_gpus with
+        return take_pos
     got = np.zeros(seg_start.size, dtype=np.int64)
     np.add.at(got, seg_id, take_pos)
-    neg = np.where(margin > 0, 0, avail)
+    neg = np.where(positive, 0, avail)
     before_n = _seg_cumsum_before(neg, seg_start, seg_id)
     need = np.maximum(min_gpus - got, 0)
     take_neg = np.minimum(np.maximum(need[seg_id] - before_n, 0), neg)
@@ -175,18 +178,6 @@ def build_market(rnd: Round) -> Market:
         ],
         dtype=np.int64,
     ).reshape(n_b)
-
-    mins = rnd.slot_minutes
-    # (bid, offer) pairs: the offer has one of the bid's models and covers `duration` slots of its
-    # window; row-major, so sorted by bid then offer
-    wants = np.zeros((n_b, len(models) + 1), dtype=bool)
-    bm = [(bi, mi[m]) for bi, b in enumerate(bids) for m in b.gpu_models if m in mi]
-    if bm:
-        bm_arr = np.array(bm, dtype=np.int64)
-        wants[bm_arr[:, 0], bm_arr[:, 1]] = True
-    lo_all = np.maximum(o_start[None, :], b_es[:, None])
-    hi_all = np.minimum(o_end[None, :], b_le[:, None]) - b_dur[:, None]
-    pb, po = np.nonzero(wants[:, o_model] & (hi_all >= lo_all))
     common: dict[str, Any] = {
         "rnd": rnd,
         "models": models,
@@ -204,7 +195,23 @@ def build_market(rnd: Round) -> Market:
         "b_group": b_group,
         "n_groups": len(groups),
     }
-    if not pb.size:  # nothing can serve any bid (such as the part of offerless bids): no model
+
+    mins = rnd.slot_minutes
+    pb = po = None
+    if n_o and n_b:
+        # (bid, offer) pairs: the offer has one of the bid's models and covers `duration` slots of
+        # its window; row-major, so sorted by bid then offer
+        n_m1 = len(models) + 1
+        wants = np.zeros(n_b * n_m1, dtype=bool)
+        wants[[bi * n_m1 + mi[m] for bi, b in enumerate(bids) for m in b.gpu_models if m in mi]] = True
+        lo_all = np.maximum.outer(b_es, o_start)
+        hi_all = np.minimum.outer(b_le, o_end)
+        hi_all -= b_dur[:, None]
+        ok = hi_all >= lo_all
+        ok &= wants.reshape(n_b, n_m1)[:, o_model]
+        pb, po = ok.nonzero()
+    if pb is None or po is None or not pb.size:
+        # nothing can serve any bid (such as the part of offerless bids): no model
         e, ef = np.zeros(0, dtype=np.int64), np.zeros(0)
         return Market(
             **common,
@@ -225,36 +232,42 @@ def build_market(rnd: Round) -> Market:
             r_slot=e,
             k_value=ef,
         )
-    lo, hi = lo_all[pb, po], hi_all[pb, po]
-    # one candidate source per (pair, start slot); placements are (bid, key, start), where the key
-    # is the model and, for a colocated bid, the cluster
-    n_start = hi - lo + 1
-    n_cand = int(n_start.sum())
-    pair = np.repeat(np.arange(pb.size, dtype=np.int64), n_start)
-    c_start = lo[pair] + np.arange(n_cand, dtype=np.int64) - np.repeat(np.cumsum(n_start) - n_start, n_start)
-    key = o_model[po] * (n_c + 1) + np.where(b_coloc[pb] != 0, o_cluster[po], n_c)
-    rank = np.empty(n_o, dtype=np.int64)
-    rank[np.lexsort((np.arange(n_o), o_reserve))] = np.arange(n_o)  # offers by (reserve, id)
+    lo = lo_all[pb, po]
+    # one candidate source per (pair, start slot): start = lo of its pair + its rank in the pair
+    n_start = hi_all[pb, po] - lo + 1
+    cum = np.add.accumulate(n_start)
+    n_cand = int(cum[-1])
+    pair = np.arange(pb.size, dtype=np.int64).repeat(n_start)
+    c_start = np.arange(n_cand, dtype=np.int64) + (lo - cum + n_start).repeat(n_start)
+    # placements are (bid, key, start), where the key is the model and, for a colocated bid, the
+    # cluster
     n_key, stride = len(models) * (n_c + 1), rnd.slots + 1
-    place_key = (pb[pair] * n_key + key[pair]) * stride + c_start
-    if n_b * n_key * stride * max(n_o, 1) < 2**62:
-        order = np.argsort(place_key * max(n_o, 1) + rank[po[pair]])
+    pair_key = (
+        pb * n_key + o_model[po] * (n_c + 1) + np.where(b_coloc[pb] != 0, o_cluster[po], n_c)
+    ) * stride
+    place_key = pair_key[pair] + c_start
+    rank = np.empty(n_o, dtype=np.int64)
+    rank[o_reserve.argsort(kind="stable")] = np.arange(n_o)  # offers by (reserve, id)
+    if n_b * n_key * stride * n_o < 2**62:
+        order = (place_key * n_o + rank[po][pair]).argsort()
     else:  # pragma: no cover - a round far beyond the sample sizes
-        order = np.lexsort((rank[po[pair]], place_key))
+        order = np.lexsort((rank[po][pair], place_key))
     pair, c_start, place_key = pair[order], c_start[order], place_key[order]
     c_bid, c_offer = pb[pair], po[pair]
-    new = np.ones(n_cand, dtype=bool)
-    new[1:] = place_key[1:] != place_key[:-1]
-    seg_start = np.flatnonzero(new)
-    seg_id = np.cumsum(new) - 1
+    new = np.empty(n_cand, dtype=bool)
+    new[0] = True
+    np.not_equal(place_key[1:], place_key[:-1], out=new[1:])
+    seg_start = new.nonzero()[0]
+    seg_id = np.add.accumulate(new, dtype=np.int64) - 1
     n_seg = int(seg_start.size)
     s_bid = c_bid[seg_start]
+    s_min = b_min[s_bid]
     ub = np.minimum(o_gpus[c_offer], b_gpus[c_bid])
     margin = b_limit[c_bid] - o_reserve[c_offer]
-    take = fill(ub, margin, seg_start, seg_id, b_gpus[s_bid], b_min[s_bid])
+    take = fill(ub, margin, seg_start, seg_id, b_gpus[s_bid], s_min)
     got = np.bincount(seg_id, weights=take, minlength=n_seg)
     val = np.bincount(seg_id, weights=take * margin, minlength=n_seg) * b_dur[s_bid] * mins / 60.0
-    size_ok = got >= b_min[s_bid]
+    size_ok = got >= s_min
     keep = size_ok & (val > 0)
     has_size = np.zeros(n_b, dtype=bool)
     has_size[s_bid[size_ok]] = True
@@ -265,31 +278,29 @@ def build_market(rnd: Round) -> Market:
         for k, s in zip(has_keep.tolist(), has_size.tolist(), strict=True)
     ]
 
-    kept = np.flatnonzero(keep)
+    kept = keep.nonzero()[0]
     p_bid = s_bid[kept]
-    s_key = place_key[seg_start[kept]] // stride - p_bid * n_key
-    p_model = s_key // (n_c + 1)
-    p_cluster = s_key % (n_c + 1)
-    p_cluster[p_cluster == n_c] = -1
-    p_start = c_start[seg_start[kept]]
+    p_first = seg_start[kept]
+    p_offer = c_offer[p_first]  # every source of a placement has its model (and cluster)
+    p_model = o_model[p_offer]
+    p_cluster = np.where(b_coloc[p_bid] != 0, o_cluster[p_offer], -1)
+    p_start = c_start[p_first]
     p_end = p_start + b_dur[p_bid]
     nsrc_all = np.bincount(seg_id, minlength=n_seg)[kept]
     b_pstart = np.zeros(n_b + 1, dtype=np.int64)
-    np.cumsum(np.bincount(p_bid, minlength=n_b), out=b_pstart[1:])
+    np.add.accumulate(np.bincount(p_bid, minlength=n_b), out=b_pstart[1:])
     p_kstart = np.zeros(kept.size + 1, dtype=np.int64)
-    np.cumsum(nsrc_all, out=p_kstart[1:])
+    np.add.accumulate(nsrc_all, out=p_kstart[1:])
     ksel = keep[seg_id]
     k_offer = c_offer[ksel]
-    k_place = np.repeat(np.arange(p_bid.size, dtype=np.int64), nsrc_all)
+    k_place = np.arange(p_bid.size, dtype=np.int64).repeat(nsrc_all)
     k_margin = margin[ksel]
-    k_ub = ub[ksel]
-    k_value: FloatArray = (k_margin * b_dur[c_bid[ksel]] * (mins / 60.0)).astype(np.float64)
+    k_value: FloatArray = k_margin * b_dur[c_bid[ksel]] * (mins / 60.0)
 
     # capacity checkpoints: per offer, the distinct starts of placements drawing from it
-    ks = c_start[ksel]
-    pair_key = sorted_unique(k_offer * (rnd.slots + 1) + ks)
-    r_offer = pair_key // (rnd.slots + 1)
-    r_slot = pair_key % (rnd.slots + 1)
+    r_key = sorted_unique(k_offer * stride + c_start[ksel])
+    r_offer = r_key // stride
+    r_slot = r_key % stride
 
     return Market(
         **common,
@@ -305,7 +316,7 @@ def build_market(rnd: Round) -> Market:
         k_place=k_place,
         k_offer=k_offer,
         k_margin=k_margin,
-        k_ub=k_ub,
+        k_ub=ub[ksel],
         k_value=k_value,
         r_offer=r_offer,
         r_slot=r_slot,
@@ -449,4 +460,152 @@ def build_matrices(mk: Market) -> Matrices:
         ub=ub,
         n_z=np_,
         n_x=nk,
+    )
+
+
+def link_entries(mk: Market, ind: npt.NDArray[Any], dat: FloatArray, x_at: Any, row0: int) -> None:
+    """Write the XOR-group and link rows (from row `row0`) into CSC arrays whose z columns come
+    first, 3 entries each, and whose x[k] has its two link entries at `x_at[k]`, `x_at[k] + 1`:
+    z[p] is in its group's row (1), its upper link row (-gpus) and its lower link row (min_gpus);
+    x[k] in its placement's upper (1) and lower (-1) link rows. `dat` must hold 1.0 where nothing
+    else is written. Shared by `flow_lp` and `solve.natural_model` (one pass per form, no
+    intermediate arrays)."""
+    np_, ng = mk.n_places, mk.n_groups
+    z3, up, low = 3 * np_, row0 + ng, row0 + ng + np_
+    pb = mk.p_bid
+    ind[0:z3:3] = mk.b_group[pb] + row0
+    ind[1:z3:3] = np.arange(up, up + np_)
+    ind[2:z3:3] = np.arange(low, low + np_)
+    dat[1:z3:3] = -mk.b_gpus[pb]
+    dat[2:z3:3] = mk.b_min[pb]
+    ind[x_at] = mk.k_place + up
+    ind[x_at + 1] = mk.k_place + low
+    dat[x_at + 1] = -1.0
+
+
+@dataclass(frozen=True)
+class FlowLP:
+    """The flow form as the arrays HiGHS takes, rows and columns in the order of the LP that
+    cvxpy's HiGHS interface loads from `Matrices` (`A = [a_flow; a_link]`, columns z, x, y):
+    minimise `-c v` subject to `row_lower <= A v <= row_upper` (flow rows `== 0`, link rows
+    `<= b_link`), `col_lower <= v <= col_upper` (`y <= cap` as a column bound). A in CSC
+    (`a_start`, `a_index`, `a_value`). Built straight from the Market (`flow_lp`), without scipy;
+    `matrices()` gives the `Matrices` of the same model for the cvxpy paths."""
+
+    mk: Market | None  # None when made from `Matrices` (`solve.lp_of_matrices`)
+    c: FloatArray  # objective (maximise), cents
+    col_lower: FloatArray
+    col_upper: FloatArray
+    row_lower: FloatArray
+    row_upper: FloatArray
+    a_start: npt.NDArray[np.int32]
+    a_index: npt.NDArray[np.int32]
+    a_value: FloatArray
+    n_z: int
+    n_x: int
+    n_y: int
+
+    @property
+    def num_col(self) -> int:
+        return int(self.c.size)
+
+    @property
+    def num_row(self) -> int:
+        return int(self.row_lower.size)
+
+    @property
+    def nnz(self) -> int:
+        """Non-zeros of the flow form as `Matrices.nnz` counts them (the y bounds as entries)."""
+        return int(self.a_index.size) + self.n_y
+
+    def matrices(self) -> Matrices:
+        """The same model as `Matrices` (scipy), for the cvxpy paths (MIP on the flow form, other
+        solvers)."""
+        if self.mk is None:  # pragma: no cover - made from Matrices, which the caller has
+            raise ValueError("no Market to build the matrices from")
+        return build_matrices(self.mk)
+
+    def pass_to(self, h: Any) -> None:
+        """Load the LP into `h` (a `highspy.Highs`) through highspy's array `passModel`."""
+        import highspy
+
+        h.passModel(
+            self.num_col,
+            self.num_row,
+            int(self.a_index.size),
+            int(highspy.MatrixFormat.kColwise),
+            int(highspy.ObjSense.kMinimize),
+            0.0,
+            -self.c,
+            self.col_lower,
+            self.col_upper,
+            self.row_lower,
+            self.row_upper,
+            self.a_start,
+            self.a_index,
+            self.a_value,
+            np.zeros(self.num_col, dtype=np.int32),  # every column continuous (HighsVarType 0)
+        )
+
+
+def flow_lp(mk: Market) -> FlowLP:
+    """The LP relaxation of the flow form in HiGHS's arrays, column by column with rows ascending:
+    z[p]: its group row, upper and lower link rows (after the flow rows); x[k]: the flow row of its
+    start (-1), the first checkpoint of its offer at or after its end (+1, if any), its upper (1) and
+    lower (-1) link rows; y[r]: its flow row (1) and the next one when it is the same offer's (-1).
+    The same arrays as `[a_flow; a_link]` from `build_matrices` (`tests/engine/test_lp.py`)."""
+    np_, nk, nr, ng = mk.n_places, mk.n_sources, int(mk.r_offer.size), mk.n_groups
+    n_link = ng + 2 * np_
+    n = np_ + nk + nr
+    kp = mk.k_place
+    stride = mk.rnd.slots + 1
+    r_key = mk.r_offer * stride + mk.r_slot  # sorted
+    base = mk.k_offer * stride
+    r_start = np.searchsorted(r_key, base + mk.p_start[kp])
+    r_end = np.searchsorted(r_key, base + mk.p_end[kp])  # first checkpoint at/after the end
+    ends = (r_end < nr) & (mk.r_offer[np.minimum(r_end, max(nr - 1, 0))] == mk.k_offer) if nr else r_end < 0
+    nxt = np.zeros(nr, dtype=bool)
+    np.equal(mk.r_offer[1:], mk.r_offer[:-1], out=nxt[:-1])
+    counts = np.empty(n, dtype=np.int32)
+    counts[:np_] = 3
+    np.add(ends, 3, out=counts[np_ : np_ + nk])
+    np.add(nxt, 1, out=counts[np_ + nk :])
+    start = np.zeros(n + 1, dtype=np.int32)
+    np.add.accumulate(counts, out=start[1:])
+    ind = np.empty(int(start[-1]), dtype=np.int32)
+    dat = np.ones(ind.size)
+    x_at = start[np_ : np_ + nk]
+    ind[x_at] = r_start
+    dat[x_at] = -1.0
+    ind[x_at[ends] + 1] = r_end[ends]
+    link_entries(mk, ind, dat, x_at + 1 + ends, nr)
+    y_at = start[np_ + nk : n]
+    ind[y_at] = np.arange(nr)
+    n_at = y_at[nxt] + 1
+    ind[n_at] = ind[n_at - 1] + 1
+    dat[n_at] = -1.0
+    c = np.zeros(n)
+    c[np_ : np_ + nk] = mk.k_value
+    col_lower = np.zeros(n)
+    col_lower[np_ + nk :] = -np.inf
+    col_upper = np.ones(n)
+    col_upper[np_ : np_ + nk] = mk.k_ub
+    col_upper[np_ + nk :] = mk.o_gpus[mk.r_offer]
+    row_lower = np.zeros(nr + n_link)
+    row_lower[nr:] = -np.inf
+    row_upper = np.zeros(nr + n_link)
+    row_upper[nr : nr + ng] = 1.0
+    return FlowLP(
+        mk=mk,
+        c=c,
+        col_lower=col_lower,
+        col_upper=col_upper,
+        row_lower=row_lower,
+        row_upper=row_upper,
+        a_start=start,
+        a_index=ind,
+        a_value=dat,
+        n_z=np_,
+        n_x=nk,
+        n_y=nr,
     )

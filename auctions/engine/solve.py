@@ -1,6 +1,8 @@
-"""Solving the model with cvxpy (HiGHS by default): the LP relaxation and the MIP.
+"""Solving the model: with HiGHS, the full MIP on the natural formulation and the LP relaxation go
+to highspy directly as arrays (`solve_mip_natural`, `solve_lp`); the flow-form MIP and any other
+solver go through cvxpy.
 
-The model is a handful of vector constraints over sparse matrices (STYLE.md rule 10). With HiGHS the
+The cvxpy model is a handful of vector constraints over sparse matrices (STYLE.md rule 10). With HiGHS the
 MIP is warm-started from a heuristic allocation: cvxpy only reuses a previous HiGHS solution from
 the problem's solver cache, so we put our allocation there in cvxpy's column order (z, x, y: the
 order the variables are created and first used in), which the tests check.
@@ -17,7 +19,7 @@ import cvxpy as cp
 import numpy as np
 import numpy.typing as npt
 
-from .formulation import FloatArray, IntArray, Market, Matrices, column_starts, link_columns
+from .formulation import FloatArray, FlowLP, IntArray, Market, Matrices, link_entries
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +84,7 @@ def _highs_opts(solver: str, time_limit: float | None, extra: dict[str, Any]) ->
 
 
 def _lp_result(
-    mt: Matrices,
+    mt: Matrices | FlowLP,
     optimal: bool,
     objective: float,
     val: FloatArray,
@@ -97,60 +99,67 @@ def _lp_result(
     return LPResult(True, objective, val[mt.n_z : mt.n_z + mt.n_x], val[: mt.n_z], duals, seconds, compile_s)
 
 
-def qp_data(mt: Matrices) -> dict[str, Any]:
-    """The LP relaxation in the standard form of cvxpy's QP solver interfaces (minimise
-    `q v` s.t. `A v = b`, `F v <= g`, bounds), built straight from our sparse matrices: what
-    cvxpy's canonicalisation would produce for `_problem`, without its fixed cost (~5-10 ms per
-    problem, 13-25% of clearing a tiny round). `y <= cap` is a column bound here, so its dual is
-    the reduced cost of `y`."""
+def lp_of_matrices(mt: Matrices) -> FlowLP:
+    """The HiGHS arrays of the LP of `Matrices`, stacked as cvxpy's HiGHS interface stacks them
+    (`A = [a_flow; a_link]` by `scipy.sparse.vstack`): for callers that hold `Matrices` (and the
+    tests' check that `flow_lp` builds exactly this)."""
     import scipy.sparse as sp
 
-    n = int(mt.c.size)
-    return {
-        "P": sp.csc_matrix((n, n)),
-        "q": -mt.c,
-        "A": mt.a_flow.tocsc(),
-        "b": np.zeros(mt.a_flow.shape[0]),
-        "F": mt.a_link.tocsc(),
-        "G": mt.b_link.astype(float),
-        "lower_bounds": mt.lb.copy(),
-        "upper_bounds": np.concatenate([mt.ub[: mt.n_z + mt.n_x], mt.cap]),
-        "n_var": n,
-        "n_eq": int(mt.a_flow.shape[0]),
-        "n_ineq": int(mt.a_link.shape[0]),
-    }
+    a = sp.vstack([mt.a_flow, mt.a_link]).tocsc()
+    nr, n_link = int(mt.a_flow.shape[0]), int(mt.a_link.shape[0])
+    return FlowLP(
+        mk=None,
+        c=mt.c,
+        col_lower=mt.lb.copy(),
+        col_upper=np.concatenate([mt.ub[: mt.n_z + mt.n_x], mt.cap]),
+        row_lower=np.concatenate([np.zeros(nr), np.full(n_link, -np.inf)]),
+        row_upper=np.concatenate([np.zeros(nr), mt.b_link.astype(float)]),
+        a_start=a.indptr.astype(np.int32),
+        a_index=a.indices.astype(np.int32),
+        a_value=a.data,
+        n_z=mt.n_z,
+        n_x=mt.n_x,
+        n_y=mt.n_y,
+    )
 
 
-def solve_lp(mt: Matrices, *, solver: str, time_limit: float | None) -> LPResult:
-    """Solve the LP relaxation; the duals of `y <= cap` are the capacity prices.
+def solve_lp(mt: Matrices | FlowLP, *, solver: str, time_limit: float | None) -> LPResult:
+    """Solve the LP relaxation; the duals of `y <= cap` (column bounds of y) are the capacity
+    prices.
 
-    HiGHS goes through cvxpy's HiGHS solver interface with data we build ourselves
-    (`qp_data`, `solve_via_data`); any other solver name through a `cp.Problem`."""
+    HiGHS gets the arrays of `flow_lp` through highspy's array `passModel`, the same LP that
+    cvxpy's HiGHS interface loaded before (`tests/engine/test_lp.py` checks objective, primal and
+    duals are identical); any other solver name goes through a `cp.Problem`. `compile_s` counts
+    everything from the arrays to a HiGHS instance holding the model, as for the MIP."""
     import time
 
-    extra: dict[str, Any] = {"solver": "ipm"} if mt.c.size > IPM_COLUMNS else {}
     if solver.upper() == "HIGHS":
-        from cvxpy.reductions.solvers.qp_solvers.highs_qpif import HIGHS
-
         t0 = time.perf_counter()
-        data = qp_data(mt)
+        lp = mt if isinstance(mt, FlowLP) else lp_of_matrices(mt)
+        h = bare_highs()
+        opts = _highs_opts(solver, time_limit, {"solver": "ipm"} if lp.num_col > IPM_COLUMNS else {})
+        for key, val in opts.items():
+            h.setOptionValue(key, val)
+        lp.pass_to(h)
         compile_s = time.perf_counter() - t0
         t1 = time.perf_counter()
         try:
-            res = HIGHS().solve_via_data(data, False, VERBOSE, _highs_opts(solver, time_limit, extra))
-        except cp.error.SolverError as exc:  # pragma: no cover - depends on the solver
+            h.run()
+        except ValueError as exc:  # pragma: no cover - depends on the solver
             log.warning("LP solver failed: %s", exc)
-            return _lp_result(mt, False, 0.0, np.zeros(0), np.zeros(0), time.perf_counter() - t1, compile_s)
+            return _lp_result(lp, False, 0.0, np.zeros(0), np.zeros(0), time.perf_counter() - t1, compile_s)
+        ok = h.getModelStatus().name == "kOptimal"
+        sol = h.getSolution()
+        objective = -float(h.getInfo().objective_function_value)
         seconds = time.perf_counter() - t1
-        ok = res["model_status"] == "kOptimal"
-        val = np.asarray(res["solution"].col_value, dtype=float)
-        duals = np.zeros(mt.n_y)
-        if ok and mt.n_y:
-            duals = np.maximum(-np.asarray(res["solution"].col_dual, dtype=float)[mt.n_z + mt.n_x :], 0.0)
-        objective = -float(res["info"].objective_function_value)
-        return _lp_result(mt, ok, objective, val, duals, seconds, compile_s)
+        val = np.asarray(sol.col_value, dtype=float)
+        duals = np.zeros(lp.n_y)
+        if ok and lp.n_y:
+            duals = np.maximum(-np.asarray(sol.col_dual, dtype=float)[lp.n_z + lp.n_x :], 0.0)
+        return _lp_result(lp, ok, objective, val, duals, seconds, compile_s)
     t0 = time.perf_counter()
-    prob, v, _, cap_con = _problem(mt, integer=False)
+    mats = mt.matrices() if isinstance(mt, FlowLP) else mt
+    prob, v, _, cap_con = _problem(mats, integer=False)
     prob.get_problem_data(solver)  # compile once; timed separately from the solve
     compile_s = time.perf_counter() - t0
     t1 = time.perf_counter()
@@ -158,14 +167,14 @@ def solve_lp(mt: Matrices, *, solver: str, time_limit: float | None) -> LPResult
         prob.solve(solver=solver)  # type: ignore[no-untyped-call]
     except cp.error.SolverError as exc:  # pragma: no cover - depends on the solver
         log.warning("LP solver failed: %s", exc)
-        return _lp_result(mt, False, 0.0, np.zeros(0), np.zeros(0), time.perf_counter() - t1, compile_s)
+        return _lp_result(mats, False, 0.0, np.zeros(0), np.zeros(0), time.perf_counter() - t1, compile_s)
     seconds = time.perf_counter() - t1
     ok = prob.status == cp.OPTIMAL and v.value is not None
-    duals = np.zeros(mt.n_y)
+    duals = np.zeros(mats.n_y)
     if ok and cap_con is not None and cap_con.dual_value is not None:
         duals = np.maximum(np.asarray(cap_con.dual_value, dtype=float), 0.0)
     val = np.asarray(v.value, dtype=float) if ok else np.zeros(0)
-    return _lp_result(mt, ok, float(prob.value) if ok else 0.0, val, duals, seconds, compile_s)
+    return _lp_result(mats, ok, float(prob.value) if ok else 0.0, val, duals, seconds, compile_s)
 
 
 def usage_of(mk: Market, x: IntArray) -> FloatArray:
@@ -183,15 +192,25 @@ def usage_of(mk: Market, x: IntArray) -> FloatArray:
 
 
 def solve_mip(
-    mk: Market, mt: Matrices, *, solver: str, time_limit: float | None, gap: float, warm: IntArray | None
+    mk: Market,
+    mt: Matrices | FlowLP,
+    *,
+    solver: str,
+    time_limit: float | None,
+    gap: float,
+    warm: IntArray | None,
 ) -> MIPResult:
-    """Solve the MIP; with HiGHS start from `warm` (source values) and read the dual bound."""
+    """Solve the MIP on the flow form through cvxpy; with HiGHS start from `warm` (source values)
+    and read the dual bound. Given a `FlowLP`, its `Matrices` are built here (counted in
+    `compile_s`)."""
     import time
 
     import highspy
 
-    prob, v, y, _ = _problem(mt, integer=True)
     tc = time.perf_counter()
+    if isinstance(mt, FlowLP):
+        mt = mt.matrices()
+    prob, v, y, _ = _problem(mt, integer=True)
     prob.get_problem_data(solver)
     compile_s = time.perf_counter() - tc
     opts = _highs_opts(solver, time_limit, {"mip_rel_gap": gap})
@@ -281,32 +300,47 @@ class NaturalModel:
 def natural_model(mk: Market, cap: IntArray | None = None) -> tuple[NaturalModel, int]:
     """The natural formulation (columns z then x, a capacity row per offer per slot,
     `cap[offer, slot]` GPUs when given, else the offer's); returns it and its number of
-    non-zeros. Written column by column (`formulation.link_columns`): x[k]'s capacity entries,
-    one per slot it covers, follow its two link entries."""
-    np_, nk = mk.n_places, mk.n_sources
-    n_link = mk.n_groups + 2 * np_
-    dur = mk.p_end[mk.k_place] - mk.p_start[mk.k_place]
-    dat, ind, counts, cap_at = link_columns(mk, dur)
-    # capacity: one row per offer per slot, every slot a source covers
-    n_cap = int(dur.sum())
-    off = np.arange(n_cap, dtype=np.int64) - np.repeat(np.cumsum(dur) - dur, dur)
-    pos = np.repeat(cap_at, dur) + off
-    ind[pos] = n_link + np.repeat(mk.k_offer * mk.rnd.slots + mk.p_start[mk.k_place], dur) + off
-    dat[pos] = 1.0
-    n_rows = n_link + mk.o_gpus.size * mk.rnd.slots
-    caps = np.repeat(mk.o_gpus, mk.rnd.slots) if cap is None else np.asarray(cap).ravel()
+    non-zeros. Written column by column in HiGHS's index type: x[k]'s capacity entries, one per
+    slot it covers, follow its two link entries (`formulation.link_entries`)."""
+    np_, nk, ng, slots = mk.n_places, mk.n_sources, mk.n_groups, mk.rnd.slots
+    n_link = ng + 2 * np_
+    n = np_ + nk
+    k_start = mk.p_start[mk.k_place]
+    counts = np.empty(n, dtype=np.int32)
+    counts[:np_] = 3
+    np.add(mk.p_end[mk.k_place] - k_start, 2, out=counts[np_:])
+    # HiGHS's index type (HighsInt) is 32 bits in highspy's builds
+    a_start = np.zeros(n + 1, dtype=np.int32)
+    np.add.accumulate(counts, out=a_start[1:])
+    total = int(a_start[-1])
+    ind = np.empty(total, dtype=np.int32)
+    dat = np.ones(total)
+    x_at = a_start[np_:n]
+    # x[k]'s entries at x_at[k] + j hold capacity rows n_link + offer x slots + start + j - 2 for
+    # j >= 2 (one per slot it covers); the two link entries (j = 0, 1) are written over below
+    z3 = 3 * np_
+    shift = mk.k_offer * slots + k_start - x_at + (n_link - 2)
+    ind[z3:] = np.arange(z3, total) + shift.repeat(counts[np_:])
+    link_entries(mk, ind, dat, x_at, 0)
+    n_rows = n_link + mk.o_gpus.size * slots
+    col_cost = np.full(n, -0.0)
+    np.negative(mk.k_value, out=col_cost[np_:])
+    col_upper = np.ones(n)
+    col_upper[np_:] = mk.k_ub
+    row_upper = np.zeros(n_rows)
+    row_upper[:ng] = 1.0
+    row_upper[n_link:] = mk.o_gpus.repeat(slots) if cap is None else np.asarray(cap).ravel()
     model = NaturalModel(
-        col_cost=-np.concatenate([np.zeros(np_), mk.k_value]),
-        col_lower=np.zeros(np_ + nk),
-        col_upper=np.concatenate([np.ones(np_), mk.k_ub.astype(float)]),
+        col_cost=col_cost,
+        col_lower=np.zeros(n),
+        col_upper=col_upper,
         row_lower=np.full(n_rows, -np.inf),
-        row_upper=np.concatenate([np.ones(mk.n_groups), np.zeros(2 * np_), caps]).astype(float),
-        # HiGHS's index type (HighsInt) is 32 bits in highspy's builds
-        a_start=column_starts(counts, n_rows, int(ind.size)).astype(np.int32),
-        a_index=ind.astype(np.int32),
+        row_upper=row_upper,
+        a_start=a_start,
+        a_index=ind,
         a_value=dat,
     )
-    return model, model.nnz
+    return model, total
 
 
 _BANNER_DONE = False
@@ -350,6 +384,20 @@ def quiet_highs() -> Any:
     return h
 
 
+def bare_highs() -> Any:
+    """A quiet HiGHS instance of highspy's core class (`_Highs`, which highspy exports):
+    the same solver as `highspy.Highs` without its Python callback machinery, whose set-up (a
+    dozen callback objects and the C++ callback hook) is ~10 us of the ~40 us an instance costs.
+    For the full MIP and the LP, which use no callbacks."""
+    from highspy._core import _Highs
+
+    silence_highs_banner()
+    h = _Highs()
+    h.setOptionValue("output_flag", False)
+    h.setOptionValue("log_to_console", False)
+    return h
+
+
 def solve_mip_natural(
     mk: Market,
     *,
@@ -368,7 +416,7 @@ def solve_mip_natural(
 
     t0 = time.perf_counter()
     model, _ = natural_model(mk, cap)
-    h = quiet_highs()
+    h = bare_highs()
     h.setOptionValue("random_seed", 0)
     h.setOptionValue("mip_rel_gap", float(gap))
     if time_limit is not None:

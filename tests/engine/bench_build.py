@@ -3,13 +3,15 @@
     .venv/bin/python -m tests.engine.bench_build [ROUND.json ...] [--reps N]
 
 Per round (default: every sample round) and per sub-market, exactly the building steps
-`clear_component` takes: the Market arrays and the flow-form matrices, then, for sub-markets that
-get the full MIP, the natural model loaded into a fresh HiGHS and the LP's standard-form data. "old" runs
-the per-bid `build_market` and the COO-assembled matrices of `reference_build.py`, "new" the
-engine's; the two alternate within each repetition, so both see the same machine load. Prints the
-minimum and the median over the repetitions, microseconds per flow-form non-zero (the `nonzeros`
-of `gridx bench`), the ratio new/old, and the load average. Not a test: timings are measured by
-commands, never asserted.
+`clear_component` takes: the Market arrays and the flow form, then, for sub-markets that get the
+full MIP, the natural model loaded into a fresh HiGHS and the LP's data. "old" runs the per-bid
+`build_market` and the COO-assembled matrices of `reference_build.py` and the LP data for cvxpy's
+interface (`test_lp.qp_data`, what compile_s counted then); "new" the engine's: `flow_lp`, and
+the natural model and the LP each loaded into a fresh HiGHS instance (what compile_s counts now,
+including the instances and their options). The two alternate within each repetition, so both
+see the same machine load. Prints the minimum and the median over the repetitions, microseconds
+per flow-form non-zero (the `nonzeros` of `gridx bench`), the ratio new/old, and the load
+average. Not a test: timings are measured by commands, never asserted.
 """
 
 from __future__ import annotations
@@ -26,11 +28,12 @@ from typing import Any
 
 from auctions.engine.clearing import FULL_MIP_COLUMNS, NATURAL_MAX_NNZ, _natural_nnz
 from auctions.engine.components import components
-from auctions.engine.formulation import Market, build_market, build_matrices
+from auctions.engine.formulation import FlowLP, Market, build_market, flow_lp
 from auctions.engine.rounds import Bid, Round, parse_round
-from auctions.engine.solve import natural_model, qp_data, quiet_highs
+from auctions.engine.solve import _highs_opts, bare_highs, natural_model, quiet_highs
 
 from .reference_build import build_market_per_bid, build_matrices_coo, natural_model_coo
+from .test_lp import qp_data
 
 SAMPLES = Path(__file__).resolve().parents[3] / "shared" / "data" / "rounds"
 
@@ -40,6 +43,7 @@ def steps(
     market: Callable[[Round], Market],
     matrices: Callable[[Market], Any],
     natural: Callable[[Market], Any],
+    lp: Callable[[Any], Any],
     *,
     empty_too: bool = False,
 ) -> int:
@@ -52,7 +56,7 @@ def steps(
     if mk.n_places and mt.c.size <= FULL_MIP_COLUMNS:
         if _natural_nnz(mk) <= NATURAL_MAX_NNZ:
             natural(mk)
-        qp_data(mt)
+        lp(mt)
     return int(mt.nnz)
 
 
@@ -75,15 +79,28 @@ def old_natural(mk: Market) -> None:
 
 
 def new_natural(mk: Market) -> None:
-    natural_model(mk)[0].pass_to(quiet_highs())
+    h = bare_highs()
+    for key, val in (("random_seed", 0), ("mip_rel_gap", 1e-4), ("time_limit", 10.0)):
+        h.setOptionValue(key, val)
+    natural_model(mk)[0].pass_to(h)
+
+
+def new_lp(lp: FlowLP) -> None:
+    h = bare_highs()
+    for key, val in _highs_opts("HIGHS", 10.0, {}).items():
+        h.setOptionValue(key, val)
+    lp.pass_to(h)
 
 
 def old_build(parts: list[Round]) -> int:
-    return sum(steps(p, build_market_per_bid, build_matrices_coo, old_natural, empty_too=True) for p in parts)
+    return sum(
+        steps(p, build_market_per_bid, build_matrices_coo, old_natural, qp_data, empty_too=True)
+        for p in parts
+    )
 
 
 def new_build(parts: list[Round]) -> int:
-    return sum(steps(p, build_market, build_matrices, new_natural) for p in parts)
+    return sum(steps(p, build_market, flow_lp, new_natural, new_lp) for p in parts)
 
 
 def load() -> str:

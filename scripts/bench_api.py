@@ -206,13 +206,13 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
 # --- CPU per request ------------------------------------------------------------------------------
 
 
-def cpu_seconds(gunicorn_pgid: int) -> Counter[str]:
-    """CPU seconds (user + system) used so far by each party, read from /proc: gunicorn (its
-    process group), PostgreSQL's and Redis's processes, this load generator, and everything else.
+def cpu_seconds(gunicorn_pgid: int) -> dict[int, tuple[str, float]]:
+    """CPU seconds (user + system) used so far by each process, with its party: gunicorn (its
+    process group), PostgreSQL's and Redis's processes, this load generator, or other.
 
     Throughput on a shared 2-CPU machine moves with whatever else runs; the CPU each request
     costs each party hardly does, so the report gives both (Linux only; empty elsewhere)."""
-    out: Counter[str] = Counter()
+    out: dict[int, tuple[str, float]] = {}
     tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
     me = os.getpid()
     for entry in os.listdir("/proc") if os.path.isdir("/proc") else []:
@@ -225,9 +225,8 @@ def cpu_seconds(gunicorn_pgid: int) -> Counter[str]:
             continue
         comm = stat[stat.index("(") + 1 : stat.rindex(")")]
         fields = stat[stat.rindex(")") + 2 :].split()
-        pgid = int(fields[2])
         used = (int(fields[11]) + int(fields[12])) / tick
-        if pgid == gunicorn_pgid:
+        if int(fields[2]) == gunicorn_pgid:
             party = "gunicorn"
         elif comm in {"postgres", "redis-server"}:
             party = comm
@@ -235,15 +234,24 @@ def cpu_seconds(gunicorn_pgid: int) -> Counter[str]:
             party = "load generator"
         else:
             party = "other"
-        out[party] += used
+        out[int(entry)] = (party, used)
     return out
 
 
-def cpu_per_request(before: Counter[str], after: Counter[str], requests: int) -> dict[str, float]:
-    """Milliseconds of CPU per request, by party, over a phase; `total` excludes `other`."""
+def cpu_per_request(
+    before: dict[int, tuple[str, float]], after: dict[int, tuple[str, float]], requests: int
+) -> dict[str, float]:
+    """Milliseconds of CPU per request, by party, over a phase; `total` excludes `other`. A process
+    that exited during the phase took its last figures with it: it counts nothing (an undercount
+    of at most one short-lived process's share, never a negative figure)."""
     if not requests:
         return {}
-    per = {k: round((after[k] - before[k]) * 1000 / requests, 3) for k in after if k in before}
+    spent: Counter[str] = Counter(
+        {"gunicorn": 0.0, "postgres": 0.0, "redis-server": 0.0, "load generator": 0.0}
+    )
+    for pid, (party, used) in after.items():
+        spent[party] += used - before.get(pid, (party, 0.0))[1]
+    per = {k: round(v * 1000 / requests, 3) for k, v in spent.items()}
     per["total"] = round(sum(v for k, v in per.items() if k != "other"), 3)
     return per
 

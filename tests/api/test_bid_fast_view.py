@@ -217,3 +217,27 @@ def test_a_rate_limit_counter_expires_with_its_window(world):
     (counter,) = client.keys(f"*gridx:rl:{identity}:*")
     assert int(client.get(counter)) == 2
     assert 60 < client.ttl(counter) <= 120  # set by the first hit, not extended past two windows
+
+
+def test_a_database_error_on_the_fast_path_stores_nothing_and_leaves_the_connection_usable(
+    world, fast_only, monkeypatch
+):
+    from auctions import services as auction_services
+
+    _, bot = _bot(world)
+    bot.raise_request_exception = False
+    before = Bid.objects.count()
+
+    def broken() -> None:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1 / 0")  # fails after the bid's insert was sent
+            cursor.fetchone()
+
+    monkeypatch.setattr(auction_services, "_open_round_number", broken)
+    assert _post(bot, bid_body(world.start), HTTP_IDEMPOTENCY_KEY="boom").status_code == 500
+    monkeypatch.undo()
+    monkeypatch.setattr(api.BidListApi, "post", lambda self, request: None)
+    assert Bid.objects.count() == before
+    assert not IdempotencyRecord.objects.filter(key="boom").exists()
+    again = _post(bot, bid_body(world.start), HTTP_IDEMPOTENCY_KEY="boom")  # the retry runs afresh
+    assert again.status_code == 201 and Bid.objects.count() == before + 1

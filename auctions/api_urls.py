@@ -2,14 +2,14 @@
 
 from django.urls import URLPattern, URLResolver, path
 
-from . import api, api_fast
+from . import api
 
 urlpatterns: list[URLPattern | URLResolver] = [
     path("market/rounds", api.RoundListApi.as_view(), name="api-rounds"),
     path("market/rounds/current", api.RoundCurrentApi.as_view(), name="api-round-current"),
     path("market/rounds/<int:number>", api.RoundDetailApi.as_view(), name="api-round"),
     path("market/prices", api.PriceListApi.as_view(), name="api-prices"),
-    path("bids", api_fast.with_fast_post(api.BidListApi.as_view()), name="api-bids"),
+    path("bids", api.BidListApi.as_view(), name="api-bids"),
     path("bids/batch", api.BidBatchApi.as_view(), name="api-bids-batch"),
     path("bids/preview", api.BidPreviewApi.as_view(), name="api-bids-preview"),
     path("bids/<int:bid_id>", api.BidDetailApi.as_view(), name="api-bid"),

@@ -370,7 +370,8 @@ class TeamOpenBids(models.Model):
 class IdempotencyRecord(models.Model):
     """The stored response to a request made with an `Idempotency-Key`, replayed on a retry."""
 
-    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="+")
+    # No index of its own on team: the (team, key) unique constraint serves team lookups.
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="+", db_index=False)
     key = models.CharField(max_length=255)
     method = models.CharField(max_length=8)
     path = models.CharField(max_length=300)

@@ -13,9 +13,9 @@ What it does, in order:
        - single bids: each bot POSTs /api/v1/bids with a fresh Idempotency-Key, back to back
          (closed loop: the most the server answers; latency is then mostly queueing, since 50
          bots waiting on N bids/s wait 50/N s on average),
-       - paced single bids: the same bots offering --paced-rate bids/s in all (default 300) on a
-         fixed schedule (open loop), latency counted from when each request was due: the latency
-         a bot sees at that rate,
+       - paced single bids: the same bots offering --paced-rate bids/s in all (default 300, then
+         150) on a fixed schedule (open loop), latency counted from when each request was due:
+         the latency a bot sees at that rate,
        - batches: each bot POSTs /api/v1/bids/batch with --batch-size bids;
   3. prints bids/s, p50/p99 latency, errors by status, the ratio to the baseline, and checks that
      every acknowledged bid id is in the database (lost) and that no unacknowledged bid was stored;
@@ -246,9 +246,7 @@ def cpu_per_request(
     of at most one short-lived process's share, never a negative figure)."""
     if not requests:
         return {}
-    spent: Counter[str] = Counter(
-        {"gunicorn": 0.0, "postgres": 0.0, "redis-server": 0.0, "load generator": 0.0}
-    )
+    spent = dict.fromkeys(("gunicorn", "postgres", "redis-server", "load generator", "other"), 0.0)
     for pid, (party, used) in after.items():
         spent[party] += used - before.get(pid, (party, 0.0))[1]
     per = {k: round(v * 1000 / requests, 3) for k, v in spent.items()}
@@ -475,19 +473,22 @@ def bench_one(
         )
         cpu_single = cpu_seconds(proc.pid)
         cpu["single"] = cpu_per_request(cpu_baseline, cpu_single, single.requests)
-        paced = asyncio.run(
-            run_phase(
-                name=f"POST /api/v1/bids at {args.paced_rate:g}/s",
-                port=port,
-                keys=keys,
-                seconds=args.paced_seconds,
-                method="POST",
-                path="/api/v1/bids",
-                bodies=singles,
-                per_request=1,
-                rate=args.paced_rate,
+        paced = [
+            asyncio.run(
+                run_phase(
+                    name=f"POST /api/v1/bids at {rate:g}/s",
+                    port=port,
+                    keys=keys,
+                    seconds=args.paced_seconds,
+                    method="POST",
+                    path="/api/v1/bids",
+                    bodies=singles,
+                    per_request=1,
+                    rate=rate,
+                )
             )
-        )
+            for rate in args.paced_rate
+        ]
         cpu_paced = cpu_seconds(proc.pid)
         batch = asyncio.run(
             run_phase(
@@ -504,7 +505,7 @@ def bench_one(
         cpu["batch"] = cpu_per_request(cpu_paced, cpu_seconds(proc.pid), batch.items)
     finally:
         stop(proc)
-    acked = single.ids + paced.ids + batch.ids
+    acked = single.ids + [i for p in paced for i in p.ids] + batch.ids
     found, after = count_stored(args, acked)
     result = {
         "worker_class": worker_class,
@@ -512,7 +513,7 @@ def bench_one(
         "threads": args.threads if worker_class == "gthread" else 1,
         "baseline": baseline.summary(),
         "single": single.summary(),
-        "paced": paced.summary(),
+        "paced": [p.summary() for p in paced],
         "batch": batch.summary(),
         # CPU milliseconds per request (per bid for batches) by party; `total` is what one
         # request costs this machine, so `cores x 1000 / total` is the rate its cores could
@@ -545,8 +546,7 @@ def _ratio(items: int, seconds: float, base: int, base_seconds: float) -> float 
 
 def report(r: dict[str, Any]) -> None:
     print(f"\n== gunicorn -w {r['workers']} -k {r['worker_class']} (threads {r['threads']}) ==")  # noqa: T201
-    for key in ("baseline", "single", "paced", "batch"):
-        p = r[key]
+    for p in (r["baseline"], r["single"], *r["paced"], r["batch"]):
         print(  # noqa: T201
             f"{p['phase']:<34} {p['requests_per_s']:>8} req/s {p['items_per_s']:>9} items/s "
             f"p50 {p['p50_ms']:>7} ms  p99 {p['p99_ms']:>7} ms  statuses {p['statuses']} "
@@ -585,9 +585,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--single-seconds", type=float, default=60)
     parser.add_argument("--batch-seconds", type=float, default=60)
     parser.add_argument(
-        "--paced-rate", type=float, default=300, help="single bids/s offered in the open-loop phase"
+        "--paced-rate",
+        type=float,
+        nargs="+",
+        default=[300, 150],
+        help="single bids/s offered in the open-loop phases (one phase per rate)",
     )
-    parser.add_argument("--paced-seconds", type=float, default=30)
+    parser.add_argument("--paced-seconds", type=float, default=20)
     parser.add_argument(
         "--pg-url", default=os.environ.get("BENCH_PG_URL", "postgres://postgres:postgres@127.0.0.1:5432")
     )

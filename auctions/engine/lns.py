@@ -53,6 +53,9 @@ HEURISTIC_EFFORT = 0.3
 # last 0.1% of it is not worth the time.
 SUB_GAP = 1e-3
 SUB_OPTIONS = {"mip_heuristic_effort": HEURISTIC_EFFORT}
+# The most bids a switch should free (its neighbourhood is narrowed until it frees no more, or
+# cannot be narrowed further); large-31's switches free 16-98.
+SWITCH_BIDS = 2 * REGION_BIDS
 
 Valid = Callable[[Market, Allocation], bool]
 Restrict = Callable[[Market, np.ndarray], tuple[Market, IntArray]]
@@ -176,33 +179,50 @@ def switches(mk: Market, best: Allocation) -> list[tuple[int, int, float]]:
     return [(int(w[i]), int(s[i]), float(gain[i])) for i in order]
 
 
-def _switch_freed(mk: Market, best: Allocation, w: int, s: int, clusters: int = 3) -> IntArray:
+def _switch_freed(mk: Market, best: Allocation, w: int, s: int) -> IntArray:
     """Bids freed to let `s` replace winner `w` (or move it, when `s == w`): both; the winners
-    drawing from the offers of `s`'s best placements (whole clusters when it is colocated) in
-    its window, and from `w`'s sources during its award; and the losers of free groups that
-    could use either."""
+    drawing from the offers of `s`'s three best placements (whole clusters when it is colocated)
+    in its window, and from `w`'s sources during its award; and the losers of free groups that
+    could use either. When that frees more than `SWITCH_BIDS`, only `s`'s best placement's
+    offers, then only during that placement, then only the losers worth most (xlarge-41 freed
+    80-390 bids at first, mostly losers)."""
     p0, p1 = int(mk.b_pstart[s]), int(mk.b_pstart[s + 1])
     ps = np.arange(p0, p1)
-    ps = ps[np.lexsort((ps, -mk.p_best[ps]))][:clusters]
-    ks = np.concatenate([np.arange(mk.p_kstart[p], mk.p_kstart[p + 1]) for p in ps.tolist()])
-    offs = sorted_unique(mk.k_offer[ks])
+    ps = ps[np.lexsort((ps, -mk.p_best[ps]))]
     bid = mk.rnd.bids[s]
-    if bid.colocate:
-        offs = np.flatnonzero(np.isin(mk.o_cluster, mk.o_cluster[offs]) & (mk.o_model == mk.o_model[offs[0]]))
     pw = int(best.chosen[w])
     kw = np.arange(mk.p_kstart[pw], mk.p_kstart[pw + 1])
     kw = kw[best.x[kw] > 0]
-    parts = [
-        (offs, bid.earliest_start, bid.latest_end),
-        (mk.k_offer[kw], int(mk.p_start[pw]), int(mk.p_end[pw])),
-    ]
     p = mk.k_place
-    touch = np.zeros(mk.n_sources, dtype=bool)
-    for o, a, b in parts:
-        in_o = np.zeros(len(mk.rnd.offers), dtype=bool)
-        in_o[o] = True
-        touch |= in_o[mk.k_offer] & (mk.p_start[p] < b) & (mk.p_end[p] > a)
-    return _free(mk, best, touch, extra=np.array([w, s], dtype=np.int64))
+    out: IntArray = np.zeros(0, dtype=np.int64)
+    for top, a, b in (
+        (3, bid.earliest_start, bid.latest_end),
+        (1, bid.earliest_start, bid.latest_end),
+        (1, int(mk.p_start[ps[0]]), int(mk.p_end[ps[0]])),
+    ):
+        ks = np.concatenate([np.arange(mk.p_kstart[q], mk.p_kstart[q + 1]) for q in ps[:top].tolist()])
+        offs = sorted_unique(mk.k_offer[ks])
+        if bid.colocate:
+            offs = np.flatnonzero(
+                np.isin(mk.o_cluster, mk.o_cluster[offs]) & (mk.o_model == mk.o_model[offs[0]])
+            )
+        touch = np.zeros(mk.n_sources, dtype=bool)
+        for o, a0, b0 in ((offs, a, b), (mk.k_offer[kw], int(mk.p_start[pw]), int(mk.p_end[pw]))):
+            in_o = np.zeros(len(mk.rnd.offers), dtype=bool)
+            in_o[o] = True
+            touch |= in_o[mk.k_offer] & (mk.p_start[p] < b0) & (mk.p_end[p] > a0)
+        out = _free(mk, best, touch, extra=np.array([w, s], dtype=np.int64))
+        if out.size <= SWITCH_BIDS:
+            return out
+    # still too many: every freed winner, `s`, and the losers worth most in isolation up to the cap
+    # (a loser left out only stays a loser)
+    lose = out[(best.chosen[out] < 0) & (out != s)]
+    iso = np.zeros(mk.b_gpus.size)
+    np.maximum.at(iso, mk.p_bid, mk.p_best)
+    keep = out[(best.chosen[out] >= 0) | (out == s)]
+    room = max(SWITCH_BIDS - keep.size, 0)
+    lose = lose[np.lexsort((lose, -iso[lose]))][:room]
+    return np.sort(np.concatenate([keep, lose]))
 
 
 def switch(

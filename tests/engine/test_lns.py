@@ -105,3 +105,26 @@ def test_switches_and_relocations_are_valid_and_never_below_the_incumbent():
             switched += int(s != w and cand.chosen[s] >= 0)
             best = cand
     assert switched >= 3  # the sibling really replaces the winner
+
+
+def test_switches_narrowed_to_few_bids_stay_valid(monkeypatch):
+    monkeypatch.setattr(lns, "SWITCH_BIDS", 4)
+    doc = generated_round(8)
+    rnd, _ = parse_round(doc)
+    assert rnd is not None
+    mk = build_market(rnd)
+    best = best_greedy(mk)
+    for w, s, _ in lns.switches(mk, best)[:10]:
+        if best.chosen[w] < 0 or (s != w and best.chosen[s] >= 0):
+            continue
+        freed = lns._switch_freed(mk, best, w, s)
+        assert w in freed and s in freed
+        assert np.count_nonzero(best.chosen[freed] < 0) <= max(
+            4 - np.count_nonzero(best.chosen[freed] >= 0), 1
+        )
+        cand = lns.switch(
+            mk, best, w, s, seconds=2.0, gap=1e-4, valid=clearing._valid, restrict=clearing._restrict
+        )
+        assert cand.welfare(mk) >= best.welfare(mk) - 1e-6
+        assert problems(doc, _result_of(doc, mk, cand)) == []
+        best = cand

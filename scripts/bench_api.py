@@ -40,6 +40,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections import Counter
@@ -228,7 +229,11 @@ def cpu_seconds(gunicorn_pgid: int) -> dict[int, tuple[str, float]]:
         used = (int(fields[11]) + int(fields[12])) / tick
         if int(fields[2]) == gunicorn_pgid:
             party = "gunicorn"
-        elif comm in {"postgres", "redis-server"}:
+        elif comm == "postgres":
+            # Connection backends do the requests' statements; the rest (autovacuum, checkpointer,
+            # WAL writer) is the deferred cost of the writes, which moves between phases.
+            party = "postgres" if _is_pg_backend(entry) else "postgres background"
+        elif comm == "redis-server":
             party = comm
         elif int(entry) == me:
             party = "load generator"
@@ -238,15 +243,58 @@ def cpu_seconds(gunicorn_pgid: int) -> dict[int, tuple[str, float]]:
     return out
 
 
+class CpuWatch:
+    """Samples `cpu_seconds` every `interval` seconds in a thread and keeps each process's last
+    figures, so a process that exits mid-phase (a PostgreSQL backend replaced when Django's
+    CONN_MAX_AGE recycles a connection) still counts what it used up to its last sample."""
+
+    def __init__(self, gunicorn_pgid: int, interval: float = 0.25) -> None:
+        self.pgid = gunicorn_pgid
+        self.interval = interval
+        self.seen: dict[int, tuple[str, float]] = {}
+        self.lock = threading.Lock()
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self.stopped.wait(self.interval):
+            self.sample()
+
+    def sample(self) -> dict[int, tuple[str, float]]:
+        now = cpu_seconds(self.pgid)
+        with self.lock:
+            self.seen.update(now)
+            return dict(self.seen)
+
+    def __enter__(self) -> CpuWatch:
+        self.sample()
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stopped.set()
+        if self.thread.is_alive():
+            self.thread.join()
+
+
+def _is_pg_backend(pid: str) -> bool:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            title = f.read().decode("latin-1")
+    except OSError:
+        return False
+    return "(" in title  # "postgres: user db 127.0.0.1(port) idle" for a connection's backend
+
+
 def cpu_per_request(
     before: dict[int, tuple[str, float]], after: dict[int, tuple[str, float]], requests: int
 ) -> dict[str, float]:
     """Milliseconds of CPU per request, by party, over a phase; `total` excludes `other`. A process
-    that exited during the phase took its last figures with it: it counts nothing (an undercount
-    of at most one short-lived process's share, never a negative figure)."""
+    seen in `before` but not since keeps its figures (CpuWatch samples them until it exits)."""
     if not requests:
         return {}
-    spent = dict.fromkeys(("gunicorn", "postgres", "redis-server", "load generator", "other"), 0.0)
+    parties = ("gunicorn", "postgres", "postgres background", "redis-server", "load generator", "other")
+    spent = dict.fromkeys(parties, 0.0)
     for pid, (party, used) in after.items():
         spent[party] += used - before.get(pid, (party, 0.0))[1]
     per = {k: round(v * 1000 / requests, 3) for k, v in spent.items()}
@@ -442,9 +490,11 @@ def bench_one(
         for _ in range(4)
     ]
     cpu: dict[str, dict[str, float]] = {}
+    watch = CpuWatch(proc.pid)
     try:
         _, before = count_stored(args, [])
-        cpu_start = cpu_seconds(proc.pid)
+        watch.__enter__()
+        cpu_start = watch.sample()
         baseline = asyncio.run(
             run_phase(
                 name="GET /healthz",
@@ -457,7 +507,7 @@ def bench_one(
                 per_request=1,
             )
         )
-        cpu_baseline = cpu_seconds(proc.pid)
+        cpu_baseline = watch.sample()
         cpu["baseline"] = cpu_per_request(cpu_start, cpu_baseline, baseline.requests)
         single = asyncio.run(
             run_phase(
@@ -471,7 +521,7 @@ def bench_one(
                 per_request=1,
             )
         )
-        cpu_single = cpu_seconds(proc.pid)
+        cpu_single = watch.sample()
         cpu["single"] = cpu_per_request(cpu_baseline, cpu_single, single.requests)
         paced = [
             asyncio.run(
@@ -489,7 +539,7 @@ def bench_one(
             )
             for rate in args.paced_rate
         ]
-        cpu_paced = cpu_seconds(proc.pid)
+        cpu_paced = watch.sample()
         batch = asyncio.run(
             run_phase(
                 name=f"POST /api/v1/bids/batch ({args.batch_size})",
@@ -502,8 +552,9 @@ def bench_one(
                 per_request=args.batch_size,
             )
         )
-        cpu["batch"] = cpu_per_request(cpu_paced, cpu_seconds(proc.pid), batch.items)
+        cpu["batch"] = cpu_per_request(cpu_paced, watch.sample(), batch.items)
     finally:
+        watch.__exit__()
         stop(proc)
     acked = single.ids + [i for p in paced for i in p.ids] + batch.ids
     found, after = count_stored(args, acked)

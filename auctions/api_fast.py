@@ -34,8 +34,9 @@ from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 
 from marketplace.api_auth import bearer_key, key_rate_limit, rate_limit_wait
-from marketplace.api_support import IDEMPOTENCY_HEADER, exception_handler, idempotent_call
-from marketplace.errors import DomainError
+from marketplace.api_support import exception_handler, idempotent_call
+from marketplace.api_support import idempotency_key as read_idempotency_key
+from marketplace.errors import DomainError, InvalidInput
 from marketplace.models import Bid, Scope
 
 from . import services
@@ -121,10 +122,9 @@ def place_bid(request: HttpRequest) -> HttpResponse | None:
     spec = plain_spec(data)
     if spec is None:
         return None
-    idempotency_key = request.headers.get(IDEMPOTENCY_HEADER)
-    if idempotency_key is not None and not (
-        1 <= len(idempotency_key) <= 255 and idempotency_key.isprintable()
-    ):
+    try:
+        idempotency_key = read_idempotency_key(request)
+    except InvalidInput:  # BidListApi explains it
         return None
     key = bearer_key(raw.strip())
     if key is None or Scope.BIDS_WRITE not in key.scopes:

@@ -56,17 +56,10 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
                 "malformed API key: expected 'Bearer gx_<prefix>_<secret>'", code="bad_api_key"
             )
         key = ApiKey.objects.select_related("team").filter(prefix=parts[1]).first()
-        if key is None or not hmac.compare_digest(key.key_sha256, services.api_key_hash(raw)):
-            raise exceptions.AuthenticationFailed("unknown API key", code="bad_api_key")
         now = timezone.now()
-        if key.revoked_at is not None:
-            raise exceptions.AuthenticationFailed(
-                f"API key {key.prefix} was revoked at {key.revoked_at:%Y-%m-%dT%H:%M:%SZ}", code="key_revoked"
-            )
-        if key.expires_at is not None and key.expires_at <= now:
-            raise exceptions.AuthenticationFailed(
-                f"API key {key.prefix} expired at {key.expires_at:%Y-%m-%dT%H:%M:%SZ}", code="key_expired"
-            )
+        if (refusal := _key_refusal(key, raw, now)) is not None:
+            raise refusal
+        assert key is not None
         services.api_key_touch(key=key, now=now)
         return (KeyUser(key), key)
 
@@ -77,6 +70,21 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
 def _parse_bearer(raw: str) -> list[str] | None:
     parts = raw.split("_", 2)
     return parts if len(parts) == 3 and parts[0] == "gx" and parts[1] else None
+
+
+def _key_refusal(key: ApiKey | None, raw: str, now: dt.datetime) -> exceptions.AuthenticationFailed | None:
+    """Why the key found by the prefix of `raw` does not authenticate it, or None when it does."""
+    if key is None or not hmac.compare_digest(key.key_sha256, services.api_key_hash(raw)):
+        return exceptions.AuthenticationFailed("unknown API key", code="bad_api_key")
+    if key.revoked_at is not None:
+        return exceptions.AuthenticationFailed(
+            f"API key {key.prefix} was revoked at {key.revoked_at:%Y-%m-%dT%H:%M:%SZ}", code="key_revoked"
+        )
+    if key.expires_at is not None and key.expires_at <= now:
+        return exceptions.AuthenticationFailed(
+            f"API key {key.prefix} expired at {key.expires_at:%Y-%m-%dT%H:%M:%SZ}", code="key_expired"
+        )
+    return None
 
 
 _KEY_FIELDS = ApiKey._meta.concrete_fields
@@ -115,10 +123,8 @@ def bearer_key(raw: str) -> ApiKey | None:
     if row is None:
         return None
     key: ApiKey = _from_row(ApiKey, _KEY_FIELDS, row[: len(_KEY_FIELDS)])
-    if not hmac.compare_digest(key.key_sha256, services.api_key_hash(raw)):
-        return None
     now = timezone.now()
-    if key.revoked_at is not None or (key.expires_at is not None and key.expires_at <= now):
+    if _key_refusal(key, raw, now) is not None:
         return None
     key.team = _from_row(Team, _TEAM_FIELDS, row[len(_KEY_FIELDS) :])
     services.api_key_touch(key=key, now=now)

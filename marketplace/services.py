@@ -438,12 +438,12 @@ def _book_for_insert(team: Team, *, keys: list[str], new: int) -> tuple[int, lis
     A statement after the lock sees every bid committed by the transactions it waited for, which
     is why the count is not folded into the locking statement itself.
     """
-    cap = int(settings.MAX_OPEN_BIDS) + 1
     if connection.vendor == "postgresql":
         with prepared_cursor() as cursor:
             cursor.execute(_book_sql(), [team.pk, team.pk, _pg_array(keys), Bid._meta.db_table, new])
             row = cursor.fetchone()
         return int(row[0]), list(row[1]), list(row[2])
+    cap = int(settings.MAX_OPEN_BIDS) + 1
     open_now = Bid.objects.filter(team=team, status=BidStatus.OPEN)[:cap].count()
     existing = list(Bid.objects.filter(team=team, idempotency_key__in=keys).values_list("pk", flat=True))
     return open_now, existing, None

@@ -10,7 +10,7 @@ class BillingConfig(AppConfig):
         # check on new bids: a team suspended for not paying cannot bid until it pays.
         from marketplace.services import BID_GUARDS
 
-        from .selectors import bid_guard
+        from .selectors import BILLING_BID_GUARD
 
-        if bid_guard not in BID_GUARDS:
-            BID_GUARDS.append(bid_guard)
+        if BILLING_BID_GUARD not in BID_GUARDS:
+            BID_GUARDS.append(BILLING_BID_GUARD)

@@ -11,9 +11,9 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from auctions.models import Lease
-from marketplace.db import prepared_cursor
 from marketplace.errors import NotFound, PermissionDenied
 from marketplace.models import Team
+from marketplace.services import BidGuard
 
 from .models import (
     Account,
@@ -34,37 +34,44 @@ from .stripe_gateway import GatewayError, gateway
 CLAWBACK_PREFIX = "clawback:stmt:"
 
 
-def team_may_bid(team: Team, *, now: dt.datetime | None = None) -> bool:
-    """False once a team has failed to pay for BILLING_SUSPEND_AFTER_DAYS days; True again once it pays."""
-    failing_since: dt.datetime | None
-    if connection.vendor == "postgresql":
-        # Raw and prepared: every bid request asks, and the ORM's compile costs more than the query.
-        with prepared_cursor() as cursor:
-            cursor.execute(
-                f"SELECT failing_since FROM {connection.ops.quote_name(BillingStanding._meta.db_table)}"  # noqa: S608
-                " WHERE team_id = %s",
-                [team.pk],
-            )
-            row = cursor.fetchone()
-        failing_since = None if row is None else row[0]
-    else:  # SQLite hands back text for a raw datetime column: let the ORM convert it
-        failing_since = (
-            BillingStanding.objects.filter(team=team).values_list("failing_since", flat=True).first()
-        )
+def failing_since_sql() -> str:
+    """The team's failing-since time as a scalar subquery of its id (one `%s`): read by the
+    marketplace's book query, under the team lock, for the bid guard below."""
+    table = connection.ops.quote_name(BillingStanding._meta.db_table)
+    return f"SELECT failing_since FROM {table} WHERE team_id = %s"  # noqa: S608
+
+
+def team_failing_since(team: Team) -> dt.datetime | None:
+    """Since when the team's payments have been failing, or None when they are not."""
+    return BillingStanding.objects.filter(team=team).values_list("failing_since", flat=True).first()
+
+
+def may_bid_given(failing_since: dt.datetime | None, *, now: dt.datetime | None = None) -> bool:
+    """False once payments have failed for BILLING_SUSPEND_AFTER_DAYS days; True while they have
+    not, and again once the team pays (which clears `failing_since`)."""
     if failing_since is None:
         return True
     now = now or timezone.now()
     return now - failing_since < dt.timedelta(days=settings.BILLING_SUSPEND_AFTER_DAYS)
 
 
-def bid_guard(team: Team) -> None:
-    """Refuse new bids of a team suspended for failed payments (registered in BillingConfig.ready)."""
-    if not team_may_bid(team):
+def team_may_bid(team: Team, *, now: dt.datetime | None = None) -> bool:
+    """False once a team has failed to pay for BILLING_SUSPEND_AFTER_DAYS days; True again once it pays."""
+    return may_bid_given(team_failing_since(team), now=now)
+
+
+def bid_guard_check(team: Team, failing_since: dt.datetime | None) -> None:
+    """Refuse new bids of a team suspended for failed payments (the check of BILLING_BID_GUARD)."""
+    if not may_bid_given(failing_since):
         raise PermissionDenied(
             f"team {team.slug} cannot place bids: its payment has failed for "
             f"{settings.BILLING_SUSPEND_AFTER_DAYS} days or more; pay the open invoice to resume",
             code="billing_suspended",
         )
+
+
+# Registered with the marketplace in BillingConfig.ready: its value is read in the book query.
+BILLING_BID_GUARD = BidGuard(sql=failing_since_sql, read=team_failing_since, check=bid_guard_check)
 
 
 # --- What a team sees of its own money (the billing pages and the billing API) --------------------

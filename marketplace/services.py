@@ -13,6 +13,7 @@ import json
 import secrets
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -408,7 +409,7 @@ def _team_lock_sql() -> str:
 
 
 @functools.cache
-def _book_sql() -> str:
+def _book_sql(guards: tuple[str, ...]) -> str:
     quote = connection.ops.quote_name
     table = quote(Bid._meta.db_table)
     return (
@@ -416,6 +417,7 @@ def _book_sql() -> str:
         f" WHERE team_id = %s), 0), ARRAY(SELECT id FROM {table} WHERE team_id = %s"
         " AND idempotency_key = ANY(%s::text[])),"
         " ARRAY(SELECT nextval(pg_get_serial_sequence(%s, 'id')) FROM generate_series(1, %s))"
+        + "".join(f", ({sql})" for sql in guards)
     )
 
 
@@ -428,25 +430,39 @@ def _lock_team_for_bids(team: Team) -> None:
             raise NotFound("team not found")
 
 
-def _book_for_insert(team: Team, *, keys: list[str], new: int) -> tuple[int, list[int], list[int] | None]:
+@dataclass(frozen=True)
+class _Book:
+    """What a bid insert needs to know of its team's book, read under the team lock."""
+
+    open_now: int  # the team's open bids
+    existing: list[int]  # ids of its bids that hold one of the keys asked about
+    ids: list[int] | None  # fresh bid ids from the sequence (None where the database cannot)
+    guards: list[Any] | None  # each BID_GUARDS value, as the book query read it (None: not read)
+
+
+def _book_for_insert(team: Team, *, keys: list[str], new: int) -> _Book:
     """Under the team lock, in one round trip on PostgreSQL: the team's open bids (the count the
     bid table's triggers keep in TeamOpenBids: one row read, however many bids are open), the ids
-    of its bids holding any of `keys`, and `new` fresh bid ids from the table's sequence (None
-    where the database cannot hand them out before the insert), so a bid's receipt, which commits
-    to its id, is written with the bid. On SQLite the bids are counted, up to MAX_OPEN_BIDS + 1.
+    of its bids holding any of `keys`, `new` fresh bid ids from the table's sequence, so a bid's
+    receipt, which commits to its id, is written with the bid, and the value each BidGuard judges.
+    On SQLite the bids are counted, up to MAX_OPEN_BIDS + 1, and the guards read their own values.
 
     A statement after the lock sees every bid committed by the transactions it waited for, which
     is why the count is not folded into the locking statement itself.
     """
     if connection.vendor == "postgresql":
+        guards = tuple(guard.sql() for guard in BID_GUARDS)
         with prepared_cursor() as cursor:
-            cursor.execute(_book_sql(), [team.pk, team.pk, _pg_array(keys), Bid._meta.db_table, new])
+            cursor.execute(
+                _book_sql(guards),
+                [team.pk, team.pk, _pg_array(keys), Bid._meta.db_table, new, *[team.pk] * len(guards)],
+            )
             row = cursor.fetchone()
-        return int(row[0]), list(row[1]), list(row[2])
+        return _Book(int(row[0]), list(row[1]), list(row[2]), list(row[3:]))
     cap = int(settings.MAX_OPEN_BIDS) + 1
     open_now = Bid.objects.filter(team=team, status=BidStatus.OPEN)[:cap].count()
     existing = list(Bid.objects.filter(team=team, idempotency_key__in=keys).values_list("pk", flat=True))
-    return open_now, existing, None
+    return _Book(open_now, existing, None, None)
 
 
 def _allocate_bid_ids(n: int) -> list[int] | None:
@@ -483,14 +499,29 @@ def _exposure_cents(spec: BidSpec) -> int:
     return spec.limit_cents_per_gpu_hour * spec.gpus * spec.duration_hours
 
 
-# Checks that apps downstream of the market (billing) register at start-up, so the market need not
-# import them: each raises a DomainError to refuse a team's new bids.
-BID_GUARDS: list[Callable[[Team], None]] = []
+@dataclass(frozen=True)
+class BidGuard:
+    """A check that an app downstream of the market (billing) registers at start-up, so the market
+    need not import it, to refuse a team's new bids.
+
+    The guard judges one value of the team's: `sql` is a scalar subquery of the team id (one `%s`)
+    that PostgreSQL reads inside the book query (`_book_for_insert`, under the team lock), so a
+    guard costs no round trip of its own; `read` fetches the same value on other databases (the
+    SQLite demo). `check` raises a DomainError to refuse, or returns.
+    """
+
+    sql: Callable[[], str]
+    read: Callable[[Team], Any]
+    check: Callable[[Team, Any], None]
 
 
-def _check_guards(team: Team) -> None:
-    for guard in BID_GUARDS:
-        guard(team)
+BID_GUARDS: list[BidGuard] = []
+
+
+def _check_guards(team: Team, values: list[Any] | None = None) -> None:
+    """Run every guard on its value: `values` as the book query read them, or read here."""
+    for i, guard in enumerate(BID_GUARDS):
+        guard.check(team, guard.read(team) if values is None else values[i])
 
 
 def _check_exposure(api_key: ApiKey | None, specs: list[BidSpec], *, excluding: Bid | None = None) -> None:
@@ -727,19 +758,19 @@ def bid_place(
     _require_role(team=team, actor=actor, roles=TRADING_ROLES, action="placing bids")
     _check_key(idempotency_key)
     _lock_team_for_bids(team)
-    open_now, existing, ids = _book_for_insert(team, keys=[idempotency_key], new=1)
-    if existing:
-        (bid,) = _bids_with_models(existing)
+    book = _book_for_insert(team, keys=[idempotency_key], new=1)
+    if book.existing:
+        (bid,) = _bids_with_models(book.existing)
         if _bid_spec(bid) != spec.canonical():
             raise IdempotencyConflict(idempotency_key)
         return bid
     if errors := bid_spec_errors(spec, now=timezone.now()):
         raise InvalidInput(errors)
-    _check_guards(team)
-    _check_open_bid_limit(open_now, adding=1)
+    _check_guards(team, book.guards)
+    _check_open_bid_limit(book.open_now, adding=1)
     _check_exposure(api_key, [spec])
     (bid,) = _create_bids(
-        team=team, actor=actor, specs=[spec], keys=[idempotency_key], api_key=api_key, ids=ids
+        team=team, actor=actor, specs=[spec], keys=[idempotency_key], api_key=api_key, ids=book.ids
     )
     return bid
 
@@ -770,9 +801,9 @@ def bid_place_batch(
         )
     keys = [f"{idempotency_key}#{i}" for i in range(len(specs))]
     _lock_team_for_bids(team)
-    open_now, existing_ids, ids = _book_for_insert(team, keys=keys, new=len(specs))
-    if existing_ids:
-        existing = {b.idempotency_key: b for b in _bids_with_models(existing_ids)}
+    book = _book_for_insert(team, keys=keys, new=len(specs))
+    if book.existing:
+        existing = {b.idempotency_key: b for b in _bids_with_models(book.existing)}
         if len(existing) != len(specs) or any(
             _bid_spec(existing[key]) != spec.canonical() for key, spec in zip(keys, specs, strict=True)
         ):
@@ -787,10 +818,10 @@ def bid_place_batch(
     ]
     if errors:
         raise InvalidInput(errors)
-    _check_guards(team)
-    _check_open_bid_limit(open_now, adding=len(specs))
+    _check_guards(team, book.guards)
+    _check_open_bid_limit(book.open_now, adding=len(specs))
     _check_exposure(api_key, specs)
-    return _create_bids(team=team, actor=actor, specs=specs, keys=keys, api_key=api_key, ids=ids)
+    return _create_bids(team=team, actor=actor, specs=specs, keys=keys, api_key=api_key, ids=book.ids)
 
 
 @transaction.atomic

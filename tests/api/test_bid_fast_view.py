@@ -190,12 +190,46 @@ def test_the_bid_path_statements_are_prepared_once_per_connection(world, setting
     for i in range(3):
         assert _post(bot, bid_body(world.start), HTTP_IDEMPOTENCY_KEY=f"p{i}").status_code == 201
     new = _prepared() - before
-    # key lookup, idempotency claim and store, team lock, book query, billing guard, insert, round
+    # key lookup, idempotency claim and store, team lock, book query (with the billing guard),
+    # insert, round
     assert any("FOR UPDATE" in s for s in new) and any("unnest" in s for s in new)
     assert len(_prepared()) == len(before | new)
     for i in range(3, 6):  # the same statements again: nothing new is prepared
         assert _post(bot, bid_body(world.start), HTTP_IDEMPOTENCY_KEY=f"p{i}").status_code == 201
     assert _prepared() == before | new
+
+
+def test_a_bid_is_seven_statements(world, fast_only):
+    """Key lookup, idempotency claim, team lock, book query (count, duplicate keys, ids and every
+    guard's value), insert (bid and model links), open round, stored response: a guard added to
+    BID_GUARDS adds a column to the book query, not a round trip."""
+    _, bot = _bot(world)
+    assert _post(bot, bid_body(world.start)).status_code == 201  # the key's last use is now recorded
+    statements: list[str] = []
+
+    def record(execute, sql, params, many, context):
+        if not sql.startswith(("SAVEPOINT", "RELEASE SAVEPOINT")):  # the test's own transaction
+            statements.append(sql)
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(record):
+        assert _post(bot, bid_body(world.start), HTTP_IDEMPOTENCY_KEY="count").status_code == 201
+    assert len(statements) == 7, statements
+    assert sum("billing_billingstanding" in s for s in statements) == 1
+    assert "billing_billingstanding" in next(s for s in statements if "teamopenbids" in s)
+
+
+def test_the_book_query_reads_each_guard_value_as_the_guard_itself_reads_it(world, settings):
+    from django.db import transaction
+
+    team = world.acme.team
+    failing = timezone.now() - dt.timedelta(days=1)
+    for standing in (None, failing):
+        if standing is not None:
+            BillingStanding.objects.create(team=team, failing_since=standing)
+        with transaction.atomic():
+            book = market._book_for_insert(team, keys=["k"], new=1)
+        assert book.guards == [guard.read(team) for guard in market.BID_GUARDS] == [standing]
 
 
 def test_prepared_statements_can_be_turned_off(world, settings):

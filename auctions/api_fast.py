@@ -33,10 +33,10 @@ from rest_framework import exceptions
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 
-from marketplace.api_auth import bearer_key, key_rate_limit, rate_limit_wait
+from marketplace.api_auth import bearer_key, forget_key, key_rate_limit, rate_limit_wait
 from marketplace.api_support import exception_handler, idempotent_call
 from marketplace.api_support import idempotency_key as read_idempotency_key
-from marketplace.errors import DomainError, InvalidInput
+from marketplace.errors import DomainError, InvalidInput, KeyRefused
 from marketplace.models import Bid, Scope
 
 from . import services
@@ -152,6 +152,11 @@ def place_bid(request: HttpRequest) -> HttpResponse | None:
             data=data,
             handler=handle,
         )
+    except KeyRefused:
+        # The key was revoked, killed or expired since it was remembered (or since it was read):
+        # nothing was stored; BidListApi authenticates afresh and explains the refusal.
+        forget_key(raw.strip())
+        return None
     except DomainError as exc:
         response = _problem(exc, request)
     return _render(response)

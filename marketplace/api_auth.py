@@ -24,7 +24,7 @@ from rest_framework.request import Request
 
 from . import services
 from .db import prepared_cursor
-from .errors import InvalidInput, NotFound
+from .errors import InvalidInput, KeyRefused, NotFound
 from .models import ApiKey, Membership, Role, Scope, Team, User
 from .web import SESSION_TEAM
 
@@ -64,7 +64,7 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         return (KeyUser(key), key)
 
     def authenticate_header(self, request: Request) -> str:
-        return 'Bearer realm="gridx"'
+        return KeyRefused.challenge
 
 
 def _parse_bearer(raw: str) -> list[str] | None:
@@ -110,25 +110,55 @@ def _from_row(model: Any, fields: Any, values: Any) -> Any:
     return model.from_db(connection.alias, [f.attname for f in fields], converted)
 
 
+# The bid fast path's live keys by the SHA-256 of their token: (when fetched, key with its team).
+_LIVE_KEYS: dict[str, tuple[float, ApiKey]] = {}
+_LIVE_KEYS_MAX = 10_000
+
+
 def bearer_key(raw: str) -> ApiKey | None:
-    """The live key (with its team) that `gx_<prefix>_<secret>` proves, in one prepared statement,
-    or None when it proves none or the key is revoked or expired: then `ApiKeyAuthentication`
-    says why. For the bid fast path (`auctions.api_fast`); PostgreSQL only (None elsewhere)."""
+    """The live key (with its team) that `gx_<prefix>_<secret>` proves, or None when it proves
+    none or the key is revoked or expired: then `ApiKeyAuthentication` says why. For the bid fast
+    path (`auctions.api_fast`); PostgreSQL only (None elsewhere).
+
+    A key found live is remembered for API_KEY_CACHE_SECONDS (per process, by the token's hash;
+    tokens that prove nothing are never remembered), which spares the lookup on a bot's next
+    bids. Staleness cannot let a bid through: the bid's transaction locks the key's row and checks
+    it again (`marketplace.services._lock_team_for_bids`), and the fast path forgets a key it
+    refuses there. A key's scopes, limits and team never change after it is created.
+    """
     parts = _parse_bearer(raw)
     if parts is None or connection.vendor != "postgresql":
         return None
+    digest = services.api_key_hash(raw)
+    now = timezone.now()
+    clock = time.monotonic()
+    if (hit := _LIVE_KEYS.get(digest)) is not None and clock - hit[0] < settings.API_KEY_CACHE_SECONDS:
+        known = hit[1]
+        if known.expires_at is not None and known.expires_at <= now:
+            forget_key(raw)
+            return None
+        services.api_key_touch(key=known, now=now)
+        return known
     with prepared_cursor() as cursor:
         cursor.execute(_key_lookup_sql(), [parts[1]])
         row = cursor.fetchone()
     if row is None:
         return None
     key: ApiKey = _from_row(ApiKey, _KEY_FIELDS, row[: len(_KEY_FIELDS)])
-    now = timezone.now()
     if _key_refusal(key, raw, now) is not None:
         return None
     key.team = _from_row(Team, _TEAM_FIELDS, row[len(_KEY_FIELDS) :])
     services.api_key_touch(key=key, now=now)
+    if settings.API_KEY_CACHE_SECONDS > 0:
+        if len(_LIVE_KEYS) >= _LIVE_KEYS_MAX:
+            _LIVE_KEYS.clear()  # bounded; refilled by the keys in use
+        _LIVE_KEYS[digest] = (clock, key)
     return key
+
+
+def forget_key(raw: str) -> None:
+    """Drop the fast path's memory of a key (it was refused where it was checked again)."""
+    _LIVE_KEYS.pop(services.api_key_hash(raw), None)
 
 
 class KeyUser:

@@ -23,7 +23,7 @@ from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from .db import prepared_cursor
-from .errors import DomainError, FieldError, IdempotencyConflict, InvalidInput, LimitExceeded
+from .errors import DomainError, FieldError, IdempotencyConflict, InvalidInput, KeyRefused, LimitExceeded
 from .models import IdempotencyRecord, Team
 from .transactions import request_transaction
 
@@ -97,6 +97,9 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     if isinstance(exc, LimitExceeded):
         errors = [FieldError(exc.field, exc.code, exc.message)] if exc.field else []
         return problem(exc.status, exc.code, exc.message, errors=errors, instance=instance)
+    if isinstance(exc, KeyRefused):  # answered as authentication refuses a key
+        headers = {"WWW-Authenticate": exc.challenge}
+        return problem(exc.status, exc.code, exc.message, instance=instance, headers=headers)
     if isinstance(exc, DomainError):
         return problem(exc.status, exc.code, exc.message, instance=instance)
     if isinstance(exc, Http404):

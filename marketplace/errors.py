@@ -66,6 +66,17 @@ class PermissionDenied(DomainError):
     status = 403
 
 
+class KeyRefused(DomainError):
+    """The request's API key stopped working (revoked, killed, expired) after it authenticated the
+    request and before the write took effect; nothing was stored. `code` is bad_api_key,
+    key_revoked or key_expired, as when authentication refuses the key."""
+
+    code = "key_revoked"
+    status = 401
+    # The challenge every 401 names (RFC 9110): API keys go in `Authorization: Bearer`.
+    challenge = 'Bearer realm="gridx"'
+
+
 class Conflict(DomainError):
     """The request conflicts with the current state (e.g. cancelling a bid that already won)."""
 

@@ -30,6 +30,7 @@ from .errors import (
     FieldError,
     IdempotencyConflict,
     InvalidInput,
+    KeyRefused,
     LimitExceeded,
     NotFound,
     PermissionDenied,
@@ -401,11 +402,56 @@ def _bid_spec(bid: Bid) -> BidSpec:
 
 
 @functools.cache
-def _team_lock_sql() -> str:
+def _team_lock_sql(with_key: bool) -> str:
+    # FOR NO KEY UPDATE, not FOR UPDATE: it serialises the team's bid writers just the same, and
+    # leaves foreign-key checks on the team row (FOR KEY SHARE) unblocked. The kill switch's second
+    # update of the key row it revoked checks the key's team that way: under FOR UPDATE a bid
+    # holding the team and waiting for the key would deadlock with it.
+    quote = connection.ops.quote_name
+    team = quote(Team._meta.db_table)
+    locks = connection.features.has_select_for_update
+    if not with_key:
+        return f"SELECT id FROM {team} WHERE id = %s" + (" FOR NO KEY UPDATE" if locks else "")  # noqa: S608
+    key = quote(ApiKey._meta.db_table)
     return (
-        f"SELECT id FROM {connection.ops.quote_name(Team._meta.db_table)} WHERE id = %s"  # noqa: S608
-        + (" FOR UPDATE" if connection.features.has_select_for_update else "")
+        f"SELECT t.id, k.id, k.prefix, k.revoked_at, k.expires_at FROM {team} AS t"  # noqa: S608
+        f" JOIN {key} AS k ON k.id = %s AND k.team_id = t.id WHERE t.id = %s"
+        + (" FOR NO KEY UPDATE OF t FOR SHARE OF k" if locks else "")
     )
+
+
+def _lock_team_for_bids(team: Team, api_key: ApiKey | None = None) -> None:
+    """Lock the team row for this transaction and, for a bid placed with a key, the key row too.
+
+    The open-bid limit is a count under the team row's lock: concurrent bids of one team
+    serialise here, so the count cannot be raced past the limit.
+
+    The key was checked when the request was authenticated, before this transaction. Its row is
+    locked here (FOR SHARE) and checked again: the kill switch (`auctions.services.api_key_kill`)
+    revokes the key under FOR UPDATE of that row and then cancels the key's open bids, so a bid
+    either commits before the kill starts (and the kill cancels it) or waits here for the kill to
+    commit and is refused (KeyRefused): no bid of a killed or revoked key stays open. A locked row
+    is read as last committed, whatever this statement's snapshot.
+    """
+    with_key = api_key is not None
+    params = [api_key.pk, team.pk] if api_key is not None else [team.pk]
+    with prepared_cursor() as cursor:  # raw: the ORM's compile costs more than the statement here
+        cursor.execute(_team_lock_sql(with_key), params)
+        row = cursor.fetchone()
+    if row is None:  # a key always belongs to the team it acts for: the key is gone
+        if with_key:
+            raise KeyRefused("unknown API key", code="bad_api_key")
+        raise NotFound("team not found")
+    if with_key:
+        _, _, prefix, revoked_at, expires_at = row
+        if revoked_at is not None:
+            raise KeyRefused(
+                f"API key {prefix} was revoked at {revoked_at:%Y-%m-%dT%H:%M:%SZ}", code="key_revoked"
+            )
+        if expires_at is not None and expires_at <= timezone.now():
+            raise KeyRefused(
+                f"API key {prefix} expired at {expires_at:%Y-%m-%dT%H:%M:%SZ}", code="key_expired"
+            )
 
 
 @functools.cache
@@ -419,15 +465,6 @@ def _book_sql(guards: tuple[str, ...]) -> str:
         " ARRAY(SELECT nextval(pg_get_serial_sequence(%s, 'id')) FROM generate_series(1, %s))"
         + "".join(f", ({sql})" for sql in guards)
     )
-
-
-def _lock_team_for_bids(team: Team) -> None:
-    # The open-bid limit is a count under the team row's lock: concurrent bids of one team
-    # serialise here, so the count cannot be raced past the limit.
-    with prepared_cursor() as cursor:  # raw: the ORM's compile costs more than the statement here
-        cursor.execute(_team_lock_sql(), [team.pk])
-        if cursor.fetchone() is None:
-            raise NotFound("team not found")
 
 
 @dataclass(frozen=True)
@@ -757,7 +794,7 @@ def bid_place(
     """Record a sealed bid; the same key with the same request returns the first bid."""
     _require_role(team=team, actor=actor, roles=TRADING_ROLES, action="placing bids")
     _check_key(idempotency_key)
-    _lock_team_for_bids(team)
+    _lock_team_for_bids(team, api_key)
     book = _book_for_insert(team, keys=[idempotency_key], new=1)
     if book.existing:
         (bid,) = _bids_with_models(book.existing)
@@ -800,7 +837,7 @@ def bid_place_batch(
             "bids", "too_many", f"a batch holds at most {MAX_BATCH_BIDS} bids, got {len(specs)}; split it"
         )
     keys = [f"{idempotency_key}#{i}" for i in range(len(specs))]
-    _lock_team_for_bids(team)
+    _lock_team_for_bids(team, api_key)
     book = _book_for_insert(team, keys=keys, new=len(specs))
     if book.existing:
         existing = {b.idempotency_key: b for b in _bids_with_models(book.existing)}
@@ -855,7 +892,7 @@ def bid_replace(
     """Swap an open bid for a new one atomically: either the new bid stands or the old one does."""
     _require_role(team=team, actor=actor, roles=TRADING_ROLES, action="replacing bids")
     _check_key(idempotency_key)
-    _lock_team_for_bids(team)
+    _lock_team_for_bids(team, api_key)
     old = Bid.objects.select_for_update().filter(team=team, pk=bid_id).first()
     if old is None:
         raise NotFound(f"bid {bid_id} not found")

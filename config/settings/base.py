@@ -101,6 +101,10 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 # The bid path's fixed statements are prepared once per connection (marketplace/db.py); turn off
 # behind a connection pooler in transaction mode that cannot keep prepared statements.
 DATABASE_PREPARED_STATEMENTS = env_bool("DATABASE_PREPARED_STATEMENTS", True)
+# How long a web process remembers an API key it found live, for the bid fast path's next bids
+# (marketplace/api_auth.py bearer_key); the bid's transaction checks the key again under a lock,
+# so a revoked or killed key places nothing in that time. 0 looks the key up on every request.
+API_KEY_CACHE_SECONDS = env_int("API_KEY_CACHE_SECONDS", 5)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_USER_MODEL = "marketplace.User"

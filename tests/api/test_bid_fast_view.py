@@ -192,19 +192,14 @@ def test_the_bid_path_statements_are_prepared_once_per_connection(world, setting
     new = _prepared() - before
     # key lookup, idempotency claim and store, team lock, book query (with the billing guard),
     # insert, round
-    assert any("FOR UPDATE" in s for s in new) and any("unnest" in s for s in new)
+    assert any("FOR NO KEY UPDATE" in s for s in new) and any("unnest" in s for s in new)
     assert len(_prepared()) == len(before | new)
     for i in range(3, 6):  # the same statements again: nothing new is prepared
         assert _post(bot, bid_body(world.start), HTTP_IDEMPOTENCY_KEY=f"p{i}").status_code == 201
     assert _prepared() == before | new
 
 
-def test_a_bid_is_seven_statements(world, fast_only):
-    """Key lookup, idempotency claim, team lock, book query (count, duplicate keys, ids and every
-    guard's value), insert (bid and model links), open round, stored response: a guard added to
-    BID_GUARDS adds a column to the book query, not a round trip."""
-    _, bot = _bot(world)
-    assert _post(bot, bid_body(world.start)).status_code == 201  # the key's last use is now recorded
+def _statements(bot, body: Any, **headers: str) -> list[str]:
     statements: list[str] = []
 
     def record(execute, sql, params, many, context):
@@ -213,10 +208,132 @@ def test_a_bid_is_seven_statements(world, fast_only):
         return execute(sql, params, many, context)
 
     with connection.execute_wrapper(record):
-        assert _post(bot, bid_body(world.start), HTTP_IDEMPOTENCY_KEY="count").status_code == 201
-    assert len(statements) == 7, statements
+        assert _post(bot, body, **headers).status_code == 201
+    return statements
+
+
+@pytest.mark.parametrize("remembered", [True, False])
+def test_a_bid_is_six_statements_or_seven_with_the_key_lookup(world, fast_only, settings, remembered):
+    """Idempotency claim, team and key lock, book query (count, duplicate keys, ids and every
+    guard's value), insert (bid and model links), open round, stored response; plus the key lookup
+    when the process does not remember the key. A guard added to BID_GUARDS adds a column to the
+    book query, not a round trip."""
+    settings.API_KEY_CACHE_SECONDS = 5 if remembered else 0
+    _, bot = _bot(world)
+    assert _post(bot, bid_body(world.start)).status_code == 201  # the key's last use is now recorded
+    statements = _statements(bot, bid_body(world.start), HTTP_IDEMPOTENCY_KEY="count")
+    assert len(statements) == (6 if remembered else 7), statements
+    assert sum("marketplace_apikey" in s for s in statements) == (1 if remembered else 2)
     assert sum("billing_billingstanding" in s for s in statements) == 1
     assert "billing_billingstanding" in next(s for s in statements if "teamopenbids" in s)
+
+
+def test_a_key_revoked_while_remembered_places_nothing_and_is_refused_as_drf_refuses_it(world, fast_only):
+    key, bot = _bot(world)
+    assert _post(bot, bid_body(world.start)).status_code == 201  # the fast path now remembers the key
+    before = Bid.objects.count()
+    market.api_key_revoke(team=world.acme.team, actor=None, key_id=key.pk)
+    for attempt in ("remembered", "looked up again"):
+        reply = _post(bot, bid_body(world.start), HTTP_IDEMPOTENCY_KEY=f"after-{attempt}")
+        assert reply.status_code == 401 and reply.json()["code"] == "key_revoked", attempt
+        assert reply["WWW-Authenticate"] == 'Bearer realm="gridx"'
+    assert Bid.objects.count() == before
+    assert not IdempotencyRecord.objects.filter(key__startswith="after-").exists()
+
+
+def test_a_remembered_key_that_expires_places_nothing(world, fast_only):
+    import time_machine
+
+    _, bot = _bot(world, expires_at=timezone.now() + dt.timedelta(minutes=5))
+    assert _post(bot, bid_body(world.start)).status_code == 201
+    before = Bid.objects.count()
+    with time_machine.travel(timezone.now() + dt.timedelta(minutes=6), tick=False):
+        reply = _post(bot, bid_body(world.start))
+    assert reply.status_code == 401 and reply.json()["code"] == "key_expired"
+    assert Bid.objects.count() == before
+
+
+def test_a_key_refused_under_the_lock_is_explained_like_authentication(world):
+    """The DRF path too: a key revoked between authentication and the bid's lock is a 401."""
+    from marketplace.errors import KeyRefused
+
+    key, _ = _bot(world)
+    market.api_key_revoke(team=world.acme.team, actor=None, key_id=key.pk)
+    with pytest.raises(KeyRefused) as refused:
+        market.bid_place(
+            team=world.acme.team, actor=None, spec=_spec(world), idempotency_key="late", api_key=key
+        )
+    assert refused.value.code == "key_revoked" and key.prefix in refused.value.message
+    assert not Bid.objects.filter(idempotency_key="late").exists()
+
+
+def _spec(world):
+    spec = api.plain_spec(bid_body(world.start))
+    assert spec is not None
+    return spec
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_bid_racing_the_kill_switch_is_refused_never_left_open(acme, beta):
+    """The kill switch revokes the key (locking its row), waits for bid writers, cancels the key's
+    open bids. A bid whose key was checked (and remembered) before the kill, and which reaches its
+    lock while the kill is under way, must not be stored after the kill has cancelled the rest."""
+    import threading
+    import time
+
+    from django.db import connections
+
+    from auctions import services as auction_services
+    from marketplace.models import BidStatus
+
+    round_ = auction_services.round_open()
+    key, raw = market.api_key_create(team=acme.team, actor=None, name="racer", scopes=["bids:write"])
+    assert _post(key_client(raw), bid_body(round_.horizon_start)).status_code == 201  # remembered
+    # Another writer holds the bid table, so the kill, once it has revoked the key, waits there.
+    holder = connections.create_connection("default")
+    holder.set_autocommit(False)
+    with holder.cursor() as cursor:
+        cursor.execute("LOCK TABLE marketplace_bid IN ROW EXCLUSIVE MODE")
+    replies: dict[str, Any] = {}
+
+    def waiting() -> int:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                " AND wait_event_type = 'Lock'"
+            )
+            return int(cursor.fetchone()[0])
+
+    def until(n: int) -> None:
+        deadline = time.monotonic() + 20
+        while waiting() < n:
+            assert time.monotonic() < deadline, f"fewer than {n} sessions ever waited on a lock"
+            time.sleep(0.02)
+
+    def run(name: str, act: Any) -> threading.Thread:
+        def target() -> None:
+            try:
+                replies[name] = act()
+            finally:
+                connection.close()
+
+        thread = threading.Thread(target=target)
+        thread.start()
+        return thread
+
+    try:
+        kill = run("kill", lambda: auction_services.api_key_kill(team=acme.team, actor=None, key_id=key.pk))
+        until(1)
+        bid = run("bid", lambda: _post(key_client(raw), bid_body(round_.horizon_start)))
+        until(2)
+    finally:
+        holder.commit()
+        holder.close()
+    kill.join(timeout=30)
+    bid.join(timeout=30)
+    assert replies["bid"].status_code == 401 and replies["bid"].json()["code"] == "key_revoked"
+    assert len(replies["kill"].cancelled) == 1
+    assert not Bid.objects.filter(api_key=key, status=BidStatus.OPEN).exists()
 
 
 def test_the_book_query_reads_each_guard_value_as_the_guard_itself_reads_it(world, settings):

@@ -170,6 +170,17 @@ def _open_round_sql() -> str:
     )
 
 
+@functools.cache
+def _open_round_read() -> str:
+    """The open round's number as a parameterless scalar subquery, for `bid_place_reading`."""
+    status = str(RoundStatus.OPEN)
+    assert status.isalpha()  # a fixed enum value, written into the SQL text
+    return (
+        f"SELECT number FROM {connection.ops.quote_name(Round._meta.db_table)}"  # noqa: S608
+        f" WHERE status = '{status}' ORDER BY number DESC LIMIT 1"
+    )
+
+
 def _open_round_number() -> int | None:
     # Raw: every bid request asks, and the ORM's compile costs more than the statement.
     with prepared_cursor() as cursor:
@@ -184,13 +195,19 @@ def bid_submit(
 ) -> Placed:
     """Place a bid and say which round it is in: the round open when this transaction commits.
 
-    Read after the insert: a round close waits for this transaction (see `_lock_book`), so the
-    round seen here is still open at commit.
+    The round is read by the bid's insert statement, after it holds the bid table's write lock: a
+    round close (`_lock_book`, SHARE) either committed before that read or waits for this
+    transaction, so the round seen is still open at commit.
     """
-    bid = market.bid_place(
-        team=team, actor=actor, spec=spec, idempotency_key=idempotency_key, api_key=api_key
+    bid, number = market.bid_place_reading(
+        team=team,
+        actor=actor,
+        spec=spec,
+        idempotency_key=idempotency_key,
+        api_key=api_key,
+        read=_open_round_read(),
     )
-    return Placed(order=bid, round_number=_open_round_number())
+    return Placed(order=bid, round_number=None if number is None else int(number))
 
 
 @dataclass(frozen=True)
@@ -210,11 +227,16 @@ def bid_submit_batch(
     idempotency_key: str,
     api_key: ApiKey | None = None,
 ) -> PlacedBatch:
-    """Place up to 1,000 bids, all or none, in the same round."""
-    bids = market.bid_place_batch(
-        team=team, actor=actor, specs=specs, idempotency_key=idempotency_key, api_key=api_key
+    """Place up to 1,000 bids, all or none, in the same round (read as `bid_submit` reads it)."""
+    bids, number = market.bid_place_batch_reading(
+        team=team,
+        actor=actor,
+        specs=specs,
+        idempotency_key=idempotency_key,
+        api_key=api_key,
+        read=_open_round_read(),
     )
-    return PlacedBatch(bids=bids, round_number=_open_round_number())
+    return PlacedBatch(bids=bids, round_number=None if number is None else int(number))
 
 
 @step

@@ -7,6 +7,7 @@ from typing import Any
 from celery import chord, shared_task
 
 from . import services
+from .engine import clearing  # noqa: F401  # workers clear rounds: load the solver at start, not in a round's clock
 
 
 @shared_task(acks_late=True)

@@ -671,9 +671,10 @@ _PLAIN_COLUMNS = {
 
 
 @functools.cache
-def _insert_bids_plan() -> tuple[str, list[tuple[str, Any]], list[str]]:
-    """The bid insert's SQL, each column's attribute (with the field when its value needs Django's
-    conversion), and the auto-now attributes: the same for every request, so built once."""
+def _insert_bids_plan(read: str | None) -> tuple[str, list[tuple[str, Any]], list[str]]:
+    """The bid insert's SQL (with `read` as a third column), each column's attribute (with the
+    field when its value needs Django's conversion), and the auto-now attributes: the same for
+    every request, so built once."""
     fields = Bid._meta.concrete_fields
     quote = connection.ops.quote_name
     through = Bid.gpu_models.through
@@ -689,7 +690,7 @@ def _insert_bids_plan() -> tuple[str, list[tuple[str, Any]], list[str]]:
         f" m AS (INSERT INTO {quote(through._meta.db_table)} ({link_names})"
         " SELECT v.bid_id, g.id FROM unnest(%s::bigint[], %s::text[]) AS v(bid_id, name)"
         f" JOIN {quote(GpuModel._meta.db_table)} AS g ON g.name = v.name RETURNING 1)"
-        " SELECT (SELECT count(*) FROM b), (SELECT count(*) FROM m)"
+        " SELECT (SELECT count(*) FROM b), (SELECT count(*) FROM m)" + (f", ({read})" if read else "")
     )
     columns = [(f.attname, None if f.get_internal_type() in _PLAIN_COLUMNS else f) for f in fields]
     auto_now = [
@@ -698,15 +699,16 @@ def _insert_bids_plan() -> tuple[str, list[tuple[str, Any]], list[str]]:
     return sql, columns, auto_now
 
 
-def _insert_bids(bids: list[Bid], specs: list[BidSpec]) -> None:
+def _insert_bids(bids: list[Bid], specs: list[BidSpec], read: str | None = None) -> Any:
     """Insert bids whose ids are set, with their model links, in one statement on PostgreSQL:
     `INSERT … SELECT FROM unnest(column arrays)` for the bids and, in the same statement, the links
-    joined on the models' names (the link's foreign key to the bid is checked at commit).
+    joined on the models' names (the link's foreign key to the bid is checked at commit). Returns
+    the value of `read` (see `bid_place_reading`) read by that same statement, or None.
 
     Django's bulk_create prepares every field of every bid through the ORM (about 50 µs a bid),
     which a batch of 1,000 bids feels, and would need a second statement for the links.
     """
-    sql, columns, auto_now = _insert_bids_plan()
+    sql, columns, auto_now = _insert_bids_plan(read)
     now = timezone.now()
     for attname in auto_now:
         for bid in bids:
@@ -725,6 +727,16 @@ def _insert_bids(bids: list[Bid], specs: list[BidSpec]) -> None:
         bid._state.adding = False
         bid._state.db = connection.alias
     _check_linked(int(row[1]), pairs)
+    return row[2] if read else None
+
+
+def _read_value(read: str | None) -> Any:
+    """`read` (a parameterless scalar subquery) in a statement of its own, or None."""
+    if not read:
+        return None
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT ({read})")  # noqa: S608 - fixed SQL from the caller's code
+        return cursor.fetchone()[0]
 
 
 def _create_bids(
@@ -736,8 +748,10 @@ def _create_bids(
     api_key: ApiKey | None = None,
     replaces: Bid | None = None,
     ids: list[int] | None = None,
-) -> list[Bid]:
-    """Insert bids with their model lists and receipts in a fixed number of queries.
+    read: str | None = None,
+) -> tuple[list[Bid], Any]:
+    """Insert bids with their model lists and receipts in a fixed number of queries; return them
+    with the value of `read` read after the insert (in its statement on PostgreSQL), or None.
 
     The receipt commits to the bid's id: with `ids` taken from the sequence beforehand (see
     `_book_for_insert`) it is written with the bid; otherwise (SQLite) one UPDATE follows.
@@ -755,8 +769,7 @@ def _create_bids(
                 receipts.bid_receipt_document(bid, gpu_models=sorted(set(spec.gpu_models)))
             )
         if connection.vendor == "postgresql":
-            _insert_bids(bids, specs)
-            return bids
+            return bids, _insert_bids(bids, specs, read)
     Bid.objects.bulk_create(bids)
     _link_models(bids, specs)
     if ids is None:
@@ -765,7 +778,7 @@ def _create_bids(
                 receipts.bid_receipt_document(bid, gpu_models=sorted(set(spec.gpu_models)))
             )
         Bid.objects.bulk_update(bids, ["receipt"], batch_size=1000)
-    return bids
+    return bids, _read_value(read)
 
 
 def _create_bid(
@@ -779,7 +792,7 @@ def _create_bid(
 ) -> Bid:
     return _create_bids(
         team=team, actor=actor, specs=[spec], keys=[idempotency_key], api_key=api_key, replaces=replaces
-    )[0]
+    )[0][0]
 
 
 def _check_key(idempotency_key: str) -> None:
@@ -792,6 +805,29 @@ def bid_place(
     *, team: Team, actor: User | None, spec: BidSpec, idempotency_key: str, api_key: ApiKey | None = None
 ) -> Bid:
     """Record a sealed bid; the same key with the same request returns the first bid."""
+    return bid_place_reading(
+        team=team, actor=actor, spec=spec, idempotency_key=idempotency_key, api_key=api_key, read=None
+    )[0]
+
+
+@step
+def bid_place_reading(
+    *,
+    team: Team,
+    actor: User | None,
+    spec: BidSpec,
+    idempotency_key: str,
+    api_key: ApiKey | None = None,
+    read: str | None,
+) -> tuple[Bid, Any]:
+    """`bid_place`, and the value of `read` (a parameterless scalar subquery, fixed SQL) as the
+    database sees it once the bid is written.
+
+    On PostgreSQL `read` is a column of the insert statement itself, which takes the bid table's
+    write lock (ROW EXCLUSIVE) before it takes its snapshot: whatever holds a lock that excludes
+    bid writers (a round close's SHARE) has committed before `read` is evaluated, and cannot start
+    until this transaction ends. auctions.services.bid_submit reads the open round this way.
+    """
     _require_role(team=team, actor=actor, roles=TRADING_ROLES, action="placing bids")
     _check_key(idempotency_key)
     _lock_team_for_bids(team, api_key)
@@ -800,16 +836,16 @@ def bid_place(
         (bid,) = _bids_with_models(book.existing)
         if _bid_spec(bid) != spec.canonical():
             raise IdempotencyConflict(idempotency_key)
-        return bid
+        return bid, _read_value(read)
     if errors := bid_spec_errors(spec, now=timezone.now()):
         raise InvalidInput(errors)
     _check_guards(team, book.guards)
     _check_open_bid_limit(book.open_now, adding=1)
     _check_exposure(api_key, [spec])
-    (bid,) = _create_bids(
-        team=team, actor=actor, specs=[spec], keys=[idempotency_key], api_key=api_key, ids=book.ids
+    (bid,), value = _create_bids(
+        team=team, actor=actor, specs=[spec], keys=[idempotency_key], api_key=api_key, ids=book.ids, read=read
     )
-    return bid
+    return bid, value
 
 
 MAX_BATCH_BIDS = 1000
@@ -828,6 +864,22 @@ def bid_place_batch(
 
     Each bid's own idempotency key is `{idempotency_key}#{index}`, so a retried batch finds its bids.
     """
+    return bid_place_batch_reading(
+        team=team, actor=actor, specs=specs, idempotency_key=idempotency_key, api_key=api_key, read=None
+    )[0]
+
+
+@step
+def bid_place_batch_reading(
+    *,
+    team: Team,
+    actor: User | None,
+    specs: list[BidSpec],
+    idempotency_key: str,
+    api_key: ApiKey | None = None,
+    read: str | None,
+) -> tuple[list[Bid], Any]:
+    """`bid_place_batch`, and the value of `read` once the bids are written (see `bid_place_reading`)."""
     _require_role(team=team, actor=actor, roles=TRADING_ROLES, action="placing bids")
     _check_key(idempotency_key)
     if not specs:
@@ -845,7 +897,7 @@ def bid_place_batch(
             _bid_spec(existing[key]) != spec.canonical() for key, spec in zip(keys, specs, strict=True)
         ):
             raise IdempotencyConflict(idempotency_key)
-        return [existing[key] for key in keys]
+        return [existing[key] for key in keys], _read_value(read)
     now = timezone.now()
     known = gpu_model_names(n for spec in specs for n in spec.gpu_models)
     errors = [
@@ -858,7 +910,9 @@ def bid_place_batch(
     _check_guards(team, book.guards)
     _check_open_bid_limit(book.open_now, adding=len(specs))
     _check_exposure(api_key, specs)
-    return _create_bids(team=team, actor=actor, specs=specs, keys=keys, api_key=api_key, ids=book.ids)
+    return _create_bids(
+        team=team, actor=actor, specs=specs, keys=keys, api_key=api_key, ids=book.ids, read=read
+    )
 
 
 @transaction.atomic

@@ -361,6 +361,23 @@ class Phase:
     errors: Counter[str] = field(default_factory=Counter)
     ids: list[int] = field(default_factory=list)
     reconnects: int = 0
+    # (seconds into the phase the request was due or sent, its latency), for --timeline
+    timeline: list[tuple[float, float]] = field(default_factory=list)
+
+    def per_second(self) -> list[str]:
+        """One line per second of the phase: requests due in it, their p50 / p99 / max latency."""
+        buckets: dict[int, list[float]] = {}
+        for at, latency in self.timeline:
+            buckets.setdefault(int(at), []).append(latency)
+        lines = []
+        for second in sorted(buckets):
+            lat = sorted(buckets[second])
+            p50, p99 = lat[len(lat) // 2], lat[min(len(lat) - 1, int(0.99 * len(lat)))]
+            lines.append(
+                f"  {second:4d} s  {len(lat):5d} requests  p50 {p50 * 1000:7.1f} ms  "
+                f"p99 {p99 * 1000:7.1f} ms  max {lat[-1] * 1000:7.1f} ms"
+            )
+        return lines
 
     def summary(self) -> dict[str, Any]:
         lat = sorted(self.latencies)
@@ -416,6 +433,7 @@ async def run_phase(
     server that falls behind the schedule is charged for the wait (no coordinated omission)."""
     phase = Phase(name)
     began_at = time.monotonic()
+    began_perf = time.perf_counter()
     deadline = began_at + seconds
     interval = len(keys) / rate if rate else 0.0
 
@@ -444,7 +462,9 @@ async def run_phase(
                 except (OSError, asyncio.IncompleteReadError) as exc:
                     phase.errors[type(exc).__name__] += 1
                     continue
-                phase.latencies.append(time.perf_counter() - started)
+                latency = time.perf_counter() - started
+                phase.latencies.append(latency)
+                phase.timeline.append((time.perf_counter() - latency - began_perf, latency))
                 phase.requests += 1
                 phase.statuses[status] += 1
                 if status == 201:
@@ -565,6 +585,7 @@ def bench_one(
         "baseline": baseline.summary(),
         "single": single.summary(),
         "paced": [p.summary() for p in paced],
+        "timelines": {p.name: p.per_second() for p in (single, *paced)} if args.timeline else {},
         "batch": batch.summary(),
         # CPU milliseconds per request (per bid for batches) by party; `total` is what one
         # request costs this machine, so `cores x 1000 / total` is the rate its cores could
@@ -603,6 +624,8 @@ def report(r: dict[str, Any]) -> None:
             f"p50 {p['p50_ms']:>7} ms  p99 {p['p99_ms']:>7} ms  statuses {p['statuses']} "
             f"errors {p['errors']} reconnects {p['reconnects']}"
         )
+    for name, lines in r["timelines"].items():
+        print(f"{name}, second by second:", *lines, sep="\n")  # noqa: T201
     print(  # noqa: T201
         f"acknowledged bids {r['acknowledged_bids']} (distinct {r['distinct_acknowledged']}), "
         f"lost {r['lost_bids']}, stored without acknowledgement {r['unacknowledged_stored']}; "
@@ -643,6 +666,9 @@ def main(argv: list[str] | None = None) -> int:
         help="single bids/s offered in the open-loop phases (one phase per rate)",
     )
     parser.add_argument("--paced-seconds", type=float, default=20)
+    parser.add_argument(
+        "--timeline", action="store_true", help="print each second's latency in the single-bid phases"
+    )
     parser.add_argument(
         "--pg-url", default=os.environ.get("BENCH_PG_URL", "postgres://postgres:postgres@127.0.0.1:5432")
     )

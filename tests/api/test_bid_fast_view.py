@@ -190,8 +190,8 @@ def test_the_bid_path_statements_are_prepared_once_per_connection(world, setting
     for i in range(3):
         assert _post(bot, bid_body(world.start), HTTP_IDEMPOTENCY_KEY=f"p{i}").status_code == 201
     new = _prepared() - before
-    # key lookup, idempotency claim and store, team lock, book query (with the billing guard),
-    # insert, round
+    # key lookup, idempotency claim and store, team and key lock, book query (with the billing
+    # guard), insert (with the open round)
     assert any("FOR NO KEY UPDATE" in s for s in new) and any("unnest" in s for s in new)
     assert len(_prepared()) == len(before | new)
     for i in range(3, 6):  # the same statements again: nothing new is prepared
@@ -213,16 +213,16 @@ def _statements(bot, body: Any, **headers: str) -> list[str]:
 
 
 @pytest.mark.parametrize("remembered", [True, False])
-def test_a_bid_is_six_statements_or_seven_with_the_key_lookup(world, fast_only, settings, remembered):
+def test_a_bid_is_five_statements_or_six_with_the_key_lookup(world, fast_only, settings, remembered):
     """Idempotency claim, team and key lock, book query (count, duplicate keys, ids and every
-    guard's value), insert (bid and model links), open round, stored response; plus the key lookup
-    when the process does not remember the key. A guard added to BID_GUARDS adds a column to the
-    book query, not a round trip."""
+    guard's value), insert (bid, model links and the open round), stored response; plus the key
+    lookup when the process does not remember the key. A guard added to BID_GUARDS adds a column
+    to the book query, not a round trip."""
     settings.API_KEY_CACHE_SECONDS = 5 if remembered else 0
     _, bot = _bot(world)
     assert _post(bot, bid_body(world.start)).status_code == 201  # the key's last use is now recorded
     statements = _statements(bot, bid_body(world.start), HTTP_IDEMPOTENCY_KEY="count")
-    assert len(statements) == (6 if remembered else 7), statements
+    assert len(statements) == (5 if remembered else 6), statements
     assert sum("marketplace_apikey" in s for s in statements) == (1 if remembered else 2)
     assert sum("billing_billingstanding" in s for s in statements) == 1
     assert "billing_billingstanding" in next(s for s in statements if "teamopenbids" in s)
@@ -376,18 +376,13 @@ def test_a_rate_limit_counter_expires_with_its_window(world):
 def test_a_database_error_on_the_fast_path_stores_nothing_and_leaves_the_connection_usable(
     world, fast_only, monkeypatch
 ):
-    from auctions import services as auction_services
+    from marketplace import api_support
 
     _, bot = _bot(world)
     bot.raise_request_exception = False
     before = Bid.objects.count()
-
-    def broken() -> None:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT 1 / 0")  # fails after the bid's insert was sent
-            cursor.fetchone()
-
-    monkeypatch.setattr(auction_services, "_open_round_number", broken)
+    # The stored response's statement fails, after the bid's insert ran.
+    monkeypatch.setattr(api_support, "_store_sql", lambda: "SELECT 1 / 0, %s, %s, %s, %s")
     assert _post(bot, bid_body(world.start), HTTP_IDEMPOTENCY_KEY="boom").status_code == 500
     monkeypatch.undo()
     monkeypatch.setattr(api.BidListApi, "post", lambda self, request: None)
@@ -395,3 +390,70 @@ def test_a_database_error_on_the_fast_path_stores_nothing_and_leaves_the_connect
     assert not IdempotencyRecord.objects.filter(key="boom").exists()
     again = _post(bot, bid_body(world.start), HTTP_IDEMPOTENCY_KEY="boom")  # the retry runs afresh
     assert again.status_code == 201 and Bid.objects.count() == before + 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_bid_racing_a_round_close_reports_the_round_it_lands_in(acme, beta):
+    """A round close locks the bid table (SHARE) and then closes the round. A bid that reaches its
+    insert meanwhile waits, lands in the next round, and must say so: the round is read by the
+    insert statement itself, after its lock, not earlier in the transaction."""
+    import threading
+    import time
+
+    from django.db import connections
+
+    from auctions import services as auction_services
+    from auctions.models import Round
+    from auctions.selectors import bid_id_of
+
+    round_ = auction_services.round_open()
+    _, raw = market.api_key_create(team=acme.team, actor=None, name="racer", scopes=["bids:write"])
+    assert _post(key_client(raw), bid_body(round_.horizon_start)).status_code == 201
+    # Another transaction holds the round's row, so the close, once it has locked the bid table,
+    # waits there before it closes the round.
+    holder = connections.create_connection("default")
+    holder.set_autocommit(False)
+    with holder.cursor() as cursor:
+        cursor.execute("SELECT id FROM auctions_round WHERE id = %s FOR UPDATE", [round_.pk])
+    replies: dict[str, Any] = {}
+
+    def waiting() -> int:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                " AND wait_event_type = 'Lock'"
+            )
+            return int(cursor.fetchone()[0])
+
+    def until(n: int) -> None:
+        deadline = time.monotonic() + 20
+        while waiting() < n:
+            assert time.monotonic() < deadline, f"fewer than {n} sessions ever waited on a lock"
+            time.sleep(0.02)
+
+    def run(name: str, act: Any) -> threading.Thread:
+        def target() -> None:
+            try:
+                replies[name] = act()
+            finally:
+                connection.close()
+
+        thread = threading.Thread(target=target)
+        thread.start()
+        return thread
+
+    try:
+        close = run("close", lambda: auction_services.round_close(round_id=round_.pk))
+        until(1)
+        bid = run("bid", lambda: _post(key_client(raw), bid_body(round_.horizon_start)))
+        until(2)
+    finally:
+        holder.commit()
+        holder.close()
+    close.join(timeout=60)
+    bid.join(timeout=30)
+    assert replies["close"] is not None and replies["bid"].status_code == 201
+    placed = replies["bid"].json()
+    closed = Round.objects.get(pk=round_.pk)
+    assert placed["round"] == closed.number + 1
+    assert placed["id"] not in {bid_id_of(b["id"]) for b in json.loads(closed.snapshot)["bids"]}

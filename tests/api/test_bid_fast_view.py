@@ -5,7 +5,10 @@ the bid path's statements are prepared once per connection."""
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
+import threading
+import time
 from typing import Any
 
 import pytest
@@ -267,6 +270,35 @@ def test_a_key_refused_under_the_lock_is_explained_like_authentication(world):
     assert not Bid.objects.filter(idempotency_key="late").exists()
 
 
+def _until_waiting(n: int) -> None:
+    """Return once `n` sessions of the test database wait on a lock (20 s at most)."""
+    deadline = time.monotonic() + 20
+    while True:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                " AND wait_event_type = 'Lock'"
+            )
+            if int(cursor.fetchone()[0]) >= n:
+                return
+        assert time.monotonic() < deadline, f"fewer than {n} sessions ever waited on a lock"
+        time.sleep(0.02)
+
+
+def _in_thread(replies: dict[str, Any], name: str, act: Any) -> threading.Thread:
+    """Run `act` in a thread of its own (its own database connection); its result in replies[name]."""
+
+    def target() -> None:
+        try:
+            replies[name] = act()
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=target)
+    thread.start()
+    return thread
+
+
 def _spec(world):
     spec = api.plain_spec(bid_body(world.start))
     assert spec is not None
@@ -278,9 +310,6 @@ def test_a_bid_racing_the_kill_switch_is_refused_never_left_open(acme, beta):
     """The kill switch revokes the key (locking its row), waits for bid writers, cancels the key's
     open bids. A bid whose key was checked (and remembered) before the kill, and which reaches its
     lock while the kill is under way, must not be stored after the kill has cancelled the rest."""
-    import threading
-    import time
-
     from django.db import connections
 
     from auctions import services as auction_services
@@ -295,31 +324,8 @@ def test_a_bid_racing_the_kill_switch_is_refused_never_left_open(acme, beta):
     with holder.cursor() as cursor:
         cursor.execute("LOCK TABLE marketplace_bid IN ROW EXCLUSIVE MODE")
     replies: dict[str, Any] = {}
-
-    def waiting() -> int:
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
-                " AND wait_event_type = 'Lock'"
-            )
-            return int(cursor.fetchone()[0])
-
-    def until(n: int) -> None:
-        deadline = time.monotonic() + 20
-        while waiting() < n:
-            assert time.monotonic() < deadline, f"fewer than {n} sessions ever waited on a lock"
-            time.sleep(0.02)
-
-    def run(name: str, act: Any) -> threading.Thread:
-        def target() -> None:
-            try:
-                replies[name] = act()
-            finally:
-                connection.close()
-
-        thread = threading.Thread(target=target)
-        thread.start()
-        return thread
+    run = functools.partial(_in_thread, replies)
+    until = _until_waiting
 
     try:
         kill = run("kill", lambda: auction_services.api_key_kill(team=acme.team, actor=None, key_id=key.pk))
@@ -397,9 +403,6 @@ def test_a_bid_racing_a_round_close_reports_the_round_it_lands_in(acme, beta):
     """A round close locks the bid table (SHARE) and then closes the round. A bid that reaches its
     insert meanwhile waits, lands in the next round, and must say so: the round is read by the
     insert statement itself, after its lock, not earlier in the transaction."""
-    import threading
-    import time
-
     from django.db import connections
 
     from auctions import services as auction_services
@@ -416,31 +419,8 @@ def test_a_bid_racing_a_round_close_reports_the_round_it_lands_in(acme, beta):
     with holder.cursor() as cursor:
         cursor.execute("SELECT id FROM auctions_round WHERE id = %s FOR UPDATE", [round_.pk])
     replies: dict[str, Any] = {}
-
-    def waiting() -> int:
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
-                " AND wait_event_type = 'Lock'"
-            )
-            return int(cursor.fetchone()[0])
-
-    def until(n: int) -> None:
-        deadline = time.monotonic() + 20
-        while waiting() < n:
-            assert time.monotonic() < deadline, f"fewer than {n} sessions ever waited on a lock"
-            time.sleep(0.02)
-
-    def run(name: str, act: Any) -> threading.Thread:
-        def target() -> None:
-            try:
-                replies[name] = act()
-            finally:
-                connection.close()
-
-        thread = threading.Thread(target=target)
-        thread.start()
-        return thread
+    run = functools.partial(_in_thread, replies)
+    until = _until_waiting
 
     try:
         close = run("close", lambda: auction_services.round_close(round_id=round_.pk))

@@ -5,7 +5,6 @@ the bid path's statements are prepared once per connection."""
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import json
 import threading
 import time
@@ -285,6 +284,30 @@ def _until_waiting(n: int) -> None:
         time.sleep(0.02)
 
 
+def _race(hold: str, params: list[Any], first: tuple[str, Any], second: tuple[str, Any]) -> dict[str, Any]:
+    """Hold a lock (`hold`, in a transaction of another connection); start `first` and wait until
+    it waits on a lock; start `second` and wait until it waits too; then release the hold and
+    return what each returned, by name."""
+    from django.db import connections
+
+    holder = connections.create_connection("default")
+    holder.set_autocommit(False)
+    with holder.cursor() as cursor:
+        cursor.execute(hold, params)
+    replies: dict[str, Any] = {}
+    threads = []
+    try:
+        for waiting, (name, act) in enumerate((first, second), start=1):
+            threads.append(_in_thread(replies, name, act))
+            _until_waiting(waiting)
+    finally:
+        holder.commit()
+        holder.close()
+    for thread in threads:
+        thread.join(timeout=60)
+    return replies
+
+
 def _in_thread(replies: dict[str, Any], name: str, act: Any) -> threading.Thread:
     """Run `act` in a thread of its own (its own database connection); its result in replies[name]."""
 
@@ -310,8 +333,6 @@ def test_a_bid_racing_the_kill_switch_is_refused_never_left_open(acme, beta):
     """The kill switch revokes the key (locking its row), waits for bid writers, cancels the key's
     open bids. A bid whose key was checked (and remembered) before the kill, and which reaches its
     lock while the kill is under way, must not be stored after the kill has cancelled the rest."""
-    from django.db import connections
-
     from auctions import services as auction_services
     from marketplace.models import BidStatus
 
@@ -319,24 +340,12 @@ def test_a_bid_racing_the_kill_switch_is_refused_never_left_open(acme, beta):
     key, raw = market.api_key_create(team=acme.team, actor=None, name="racer", scopes=["bids:write"])
     assert _post(key_client(raw), bid_body(round_.horizon_start)).status_code == 201  # remembered
     # Another writer holds the bid table, so the kill, once it has revoked the key, waits there.
-    holder = connections.create_connection("default")
-    holder.set_autocommit(False)
-    with holder.cursor() as cursor:
-        cursor.execute("LOCK TABLE marketplace_bid IN ROW EXCLUSIVE MODE")
-    replies: dict[str, Any] = {}
-    run = functools.partial(_in_thread, replies)
-    until = _until_waiting
-
-    try:
-        kill = run("kill", lambda: auction_services.api_key_kill(team=acme.team, actor=None, key_id=key.pk))
-        until(1)
-        bid = run("bid", lambda: _post(key_client(raw), bid_body(round_.horizon_start)))
-        until(2)
-    finally:
-        holder.commit()
-        holder.close()
-    kill.join(timeout=30)
-    bid.join(timeout=30)
+    replies = _race(
+        "LOCK TABLE marketplace_bid IN ROW EXCLUSIVE MODE",
+        [],
+        ("kill", lambda: auction_services.api_key_kill(team=acme.team, actor=None, key_id=key.pk)),
+        ("bid", lambda: _post(key_client(raw), bid_body(round_.horizon_start))),
+    )
     assert replies["bid"].status_code == 401 and replies["bid"].json()["code"] == "key_revoked"
     assert len(replies["kill"].cancelled) == 1
     assert not Bid.objects.filter(api_key=key, status=BidStatus.OPEN).exists()
@@ -403,8 +412,6 @@ def test_a_bid_racing_a_round_close_reports_the_round_it_lands_in(acme, beta):
     """A round close locks the bid table (SHARE) and then closes the round. A bid that reaches its
     insert meanwhile waits, lands in the next round, and must say so: the round is read by the
     insert statement itself, after its lock, not earlier in the transaction."""
-    from django.db import connections
-
     from auctions import services as auction_services
     from auctions.models import Round
     from auctions.selectors import bid_id_of
@@ -414,24 +421,12 @@ def test_a_bid_racing_a_round_close_reports_the_round_it_lands_in(acme, beta):
     assert _post(key_client(raw), bid_body(round_.horizon_start)).status_code == 201
     # Another transaction holds the round's row, so the close, once it has locked the bid table,
     # waits there before it closes the round.
-    holder = connections.create_connection("default")
-    holder.set_autocommit(False)
-    with holder.cursor() as cursor:
-        cursor.execute("SELECT id FROM auctions_round WHERE id = %s FOR UPDATE", [round_.pk])
-    replies: dict[str, Any] = {}
-    run = functools.partial(_in_thread, replies)
-    until = _until_waiting
-
-    try:
-        close = run("close", lambda: auction_services.round_close(round_id=round_.pk))
-        until(1)
-        bid = run("bid", lambda: _post(key_client(raw), bid_body(round_.horizon_start)))
-        until(2)
-    finally:
-        holder.commit()
-        holder.close()
-    close.join(timeout=60)
-    bid.join(timeout=30)
+    replies = _race(
+        "SELECT id FROM auctions_round WHERE id = %s FOR UPDATE",
+        [round_.pk],
+        ("close", lambda: auction_services.round_close(round_id=round_.pk)),
+        ("bid", lambda: _post(key_client(raw), bid_body(round_.horizon_start))),
+    )
     assert replies["close"] is not None and replies["bid"].status_code == 201
     placed = replies["bid"].json()
     closed = Round.objects.get(pk=round_.pk)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -34,6 +35,7 @@ from .stripe_gateway import GatewayError, gateway
 CLAWBACK_PREFIX = "clawback:stmt:"
 
 
+@functools.cache
 def failing_since_sql() -> str:
     """The team's failing-since time as a scalar subquery of its id (one `%s`): read by the
     marketplace's book query, under the team lock, for the bid guard below."""

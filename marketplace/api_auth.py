@@ -76,14 +76,8 @@ def _key_refusal(key: ApiKey | None, raw: str, now: dt.datetime) -> exceptions.A
     """Why the key found by the prefix of `raw` does not authenticate it, or None when it does."""
     if key is None or not hmac.compare_digest(key.key_sha256, services.api_key_hash(raw)):
         return exceptions.AuthenticationFailed("unknown API key", code="bad_api_key")
-    if key.revoked_at is not None:
-        return exceptions.AuthenticationFailed(
-            f"API key {key.prefix} was revoked at {key.revoked_at:%Y-%m-%dT%H:%M:%SZ}", code="key_revoked"
-        )
-    if key.expires_at is not None and key.expires_at <= now:
-        return exceptions.AuthenticationFailed(
-            f"API key {key.prefix} expired at {key.expires_at:%Y-%m-%dT%H:%M:%SZ}", code="key_expired"
-        )
+    if (refusal := services.api_key_refusal(key.prefix, key.revoked_at, key.expires_at, now=now)) is not None:
+        return exceptions.AuthenticationFailed(refusal.message, code=refusal.code)
     return None
 
 
@@ -134,7 +128,7 @@ def bearer_key(raw: str) -> ApiKey | None:
     clock = time.monotonic()
     if (hit := _LIVE_KEYS.get(digest)) is not None and clock - hit[0] < settings.API_KEY_CACHE_SECONDS:
         known = hit[1]
-        if known.expires_at is not None and known.expires_at <= now:
+        if services.api_key_refusal(known.prefix, known.revoked_at, known.expires_at, now=now) is not None:
             forget_key(raw)
             return None
         services.api_key_touch(key=known, now=now)

@@ -444,14 +444,8 @@ def _lock_team_for_bids(team: Team, api_key: ApiKey | None = None) -> None:
         raise NotFound("team not found")
     if with_key:
         _, _, prefix, revoked_at, expires_at = row
-        if revoked_at is not None:
-            raise KeyRefused(
-                f"API key {prefix} was revoked at {revoked_at:%Y-%m-%dT%H:%M:%SZ}", code="key_revoked"
-            )
-        if expires_at is not None and expires_at <= timezone.now():
-            raise KeyRefused(
-                f"API key {prefix} expired at {expires_at:%Y-%m-%dT%H:%M:%SZ}", code="key_expired"
-            )
+        if (refusal := api_key_refusal(prefix, revoked_at, expires_at, now=timezone.now())) is not None:
+            raise refusal
 
 
 @functools.cache
@@ -996,6 +990,19 @@ KEY_ROLES = (Role.OWNER,)
 
 def api_key_hash(raw: str) -> str:
     return hashlib.sha256(raw.encode()).hexdigest()
+
+
+def api_key_refusal(
+    prefix: str, revoked_at: dt.datetime | None, expires_at: dt.datetime | None, *, now: dt.datetime
+) -> KeyRefused | None:
+    """Why a key that exists no longer works (revoked, expired), or None when it works."""
+    if revoked_at is not None:
+        return KeyRefused(
+            f"API key {prefix} was revoked at {revoked_at:%Y-%m-%dT%H:%M:%SZ}", code="key_revoked"
+        )
+    if expires_at is not None and expires_at <= now:
+        return KeyRefused(f"API key {prefix} expired at {expires_at:%Y-%m-%dT%H:%M:%SZ}", code="key_expired")
+    return None
 
 
 @transaction.atomic

@@ -527,25 +527,58 @@ class FlowLP:
 
     def pass_to(self, h: Any) -> None:
         """Load the LP into `h` (a `highspy.Highs`) through highspy's array `passModel`."""
-        import highspy
-
-        h.passModel(
-            self.num_col,
-            self.num_row,
-            int(self.a_index.size),
-            int(highspy.MatrixFormat.kColwise),
-            int(highspy.ObjSense.kMinimize),
-            0.0,
-            -self.c,
-            self.col_lower,
-            self.col_upper,
-            self.row_lower,
-            self.row_upper,
-            self.a_start,
-            self.a_index,
-            self.a_value,
-            np.zeros(self.num_col, dtype=np.int32),  # every column continuous (HighsVarType 0)
+        pass_csc(
+            h,
+            cost=-self.c,
+            col_lower=self.col_lower,
+            col_upper=self.col_upper,
+            row_lower=self.row_lower,
+            row_upper=self.row_upper,
+            a_start=self.a_start,
+            a_index=self.a_index,
+            a_value=self.a_value,
+            integer=False,
         )
+
+
+def pass_csc(
+    h: Any,
+    *,
+    cost: FloatArray,
+    col_lower: FloatArray,
+    col_upper: FloatArray,
+    row_lower: FloatArray,
+    row_upper: FloatArray,
+    a_start: npt.NDArray[np.int32],
+    a_index: npt.NDArray[np.int32],
+    a_value: FloatArray,
+    integer: bool,
+) -> None:
+    """Load `min cost·v, row_lower <= A v <= row_upper, col_lower <= v <= col_upper` (A in CSC;
+    every column integer, or every one continuous) into `h` (a `highspy.Highs`) through highspy's
+    array overload of `passModel`: numpy buffers are copied as they are, where setting the fields
+    of a `HighsLp` converts element by element (~40 ns each: 4.4 ms of medium-21's 6 ms natural
+    model). HiGHS receives the same model either way (`tests/engine/test_build.py`)."""
+    import highspy
+
+    kind = int(highspy.HighsVarType.kInteger) if integer else int(highspy.HighsVarType.kContinuous)
+    h.passModel(
+        int(cost.size),
+        int(row_lower.size),
+        int(a_index.size),
+        int(highspy.MatrixFormat.kColwise),
+        int(highspy.ObjSense.kMinimize),
+        0.0,
+        cost,
+        col_lower,
+        col_upper,
+        row_lower,
+        row_upper,
+        a_start,
+        a_index,
+        a_value,
+        np.full(cost.size, kind, dtype=np.int32),
+    )
 
 
 def flow_lp(mk: Market) -> FlowLP:

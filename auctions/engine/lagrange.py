@@ -31,6 +31,35 @@ class LagrangeResult:
     seconds: float
 
 
+def _by_place_then_value(place: IntArray, a: FloatArray) -> IntArray:
+    """`np.lexsort((-a, place))` (by placement, then priced value, highest first, then index),
+    exactly, in a fraction of the time when `place` is sorted, as a Market's sources are.
+
+    One stable sort of `place + (a scaled into [0, 0.5], highest first)`: the keys are nearly sorted
+    already, so the sort is cheap (xlarge-41, 1.5M sources: ~20 ms against ~250 ms for lexsort,
+    which re-sorts by both keys). Values closer than the scaled key resolves (sums of prices that
+    are equal but rounded differently, ~1e-9 apart) can come out in index order instead of value
+    order: the placements where that happened are checked for and re-sorted by lexsort."""
+    if not a.size:
+        return np.zeros(0, dtype=np.int64)
+    lo, hi = float(a.min()), float(a.max())
+    span = hi - lo
+    if not (span > 0.0 and np.isfinite(span)):
+        return np.lexsort((-a, place))
+    order = np.argsort(place + (hi - a) * (0.5 / span), kind="stable")
+    a_s = a[order]
+    p_s = place[order]
+    da = a_s[1:] - a_s[:-1]
+    bad = (p_s[1:] == p_s[:-1]) & ((da > 0) | ((da == 0) & (order[1:] < order[:-1])))
+    if bad.any():
+        redo = np.zeros(int(p_s[-1]) + 1, dtype=bool)
+        redo[p_s[1:][bad]] = True
+        pos = np.flatnonzero(redo[p_s])
+        sub = order[pos]
+        order[pos] = sub[np.lexsort((sub, -a[sub], place[sub]))]
+    return order
+
+
 def _evaluate(mk: Market, lam: FloatArray) -> tuple[float, FloatArray, IntArray, FloatArray]:
     """L(lam), usage of the subproblems' answer per (offer, slot), and per-bid best values."""
     n_o, slots = lam.shape
@@ -39,7 +68,7 @@ def _evaluate(mk: Market, lam: FloatArray) -> tuple[float, FloatArray, IntArray,
     s = mk.p_start[mk.k_place]
     e = mk.p_end[mk.k_place]
     a = mk.k_value - (cum[mk.k_offer, e] - cum[mk.k_offer, s])
-    order = np.lexsort((-a, mk.k_place))
+    order = _by_place_then_value(mk.k_place, a)
     a_s = a[order]
     place_s = mk.k_place[order]
     ub_s = mk.k_ub[order]

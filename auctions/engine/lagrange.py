@@ -99,6 +99,16 @@ def _evaluate(mk: Market, lam: FloatArray) -> tuple[float, FloatArray, IntArray,
     return bound, usage, chosen, bid_best
 
 
+# Subgradient steps follow a deflected direction, d = g + DEFLECTION * d_prev (Camerini, Fratta and
+# Maffioli), and the step factor halves after STALL_STEPS steps without a better bound. Measured
+# at 400 steps, from the engine's greedy (2026-12-02): large-31 44,938,590 (plain subgradient,
+# halving after 5: 45,199,608; the LP bound is 45,248,084), xlarge-41 193,552,626 (plain:
+# 194,517,700; its LP bound is 193,561,163, computed offline in 16 minutes). Plain steps zig-zag
+# between prices that overshoot and undershoot the same offers; the deflection averages that out.
+DEFLECTION = 0.7
+STALL_STEPS = 20
+
+
 def lagrangian_bound(mk: Market, *, target: float, seconds: float, max_iter: int = 400) -> LagrangeResult:
     """Subgradient descent on L(lam) for at most `seconds` (deterministic for a fixed iteration
     count; the time cap makes the last digits of the bound depend on the machine's speed)."""
@@ -114,6 +124,7 @@ def lagrangian_bound(mk: Market, *, target: float, seconds: float, max_iter: int
     theta = 1.0
     stall = 0
     it = 0
+    direction = np.zeros_like(lam)
     while it < max_iter and time.perf_counter() - t0 < seconds:
         it += 1
         bound, usage, _, score = _evaluate(mk, lam)
@@ -122,15 +133,16 @@ def lagrangian_bound(mk: Market, *, target: float, seconds: float, max_iter: int
             stall = 0
         else:
             stall += 1
-            if stall >= 5:
+            if stall >= STALL_STEPS:
                 theta *= 0.5
                 stall = 0
         grad = np.where(inside, mk.o_gpus[:, None] - usage, 0.0)
+        direction = grad + DEFLECTION * direction
         # projected direction: a price at zero with slack capacity cannot go lower
-        grad = np.where((lam <= 0) & (grad > 0), 0.0, grad)
-        norm = float((grad * grad).sum())
+        direction = np.where((lam <= 0) & (direction > 0), 0.0, direction)
+        norm = float((direction * direction).sum())
         if norm <= 1e-12 or bound - target <= 1e-9 * max(1.0, target):
             break
         step = theta * (bound - target) / norm
-        lam = np.maximum(lam - step * grad, 0.0)
+        lam = np.maximum(lam - step * direction, 0.0)
     return LagrangeResult(float(best_bound), best_lam, best_score, it, time.perf_counter() - t0)

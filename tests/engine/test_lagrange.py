@@ -63,3 +63,20 @@ def test_lagrangian_bound_holds_against_the_proven_optimum():
     lag = lagrangian_bound(mk, target=0.0, seconds=30.0, max_iter=200)
     assert lag.bound >= exact["welfare_cents"] - 1e-6
     assert lag.iterations > 1
+
+
+def test_offline_lp_bound_lies_between_the_optimum_and_the_engine_lp(tmp_path):
+    from auctions.engine import clear
+
+    from .lp_bound import lp_bound
+
+    doc = generated_round(2)
+    exact = clear(doc, time_limit=30.0)
+    assert exact["status"] == "optimal"
+    rnd, _ = parse_round(doc)
+    assert rnd is not None
+    bound = lp_bound(rnd)
+    # the relaxation bounds the optimum; the engine's reported bound is the tighter of its MIP
+    # dual bound and this same LP, so it cannot be above it
+    assert bound >= exact["welfare_cents"] - 1e-6
+    assert exact["bound_cents"] <= bound + 1.0

@@ -1,0 +1,69 @@
+"""The LP-relaxation bound of a round, for offline evidence (not used by the engine): the flow
+form's LP of every sub-market, solved by HiGHS's interior-point method without crossover (only the
+objective is wanted) and no time limit. xlarge-41's LP, which the engine cannot afford inside its
+600 s, took 984 s here (2026-12-02) and is the denominator of its target.
+
+    python -m tests.engine.lp_bound ROUND.json [--seconds S]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from typing import Any
+
+from auctions.engine.components import components
+from auctions.engine.formulation import build_market, flow_lp
+from auctions.engine.rounds import Round, parse_round
+from auctions.engine.solve import bare_highs
+
+
+def lp_bound(rnd: Round, seconds: float | None = None, log: Any = None) -> float:
+    """The sum over sub-markets of their LP optimum (welfare, cents); raises when one is not
+    solved to optimality."""
+    total = 0.0
+    for part in components(rnd):
+        mk = build_market(part)
+        if not mk.n_places:
+            continue
+        lp = flow_lp(mk)
+        h = bare_highs()
+        opts: dict[str, Any] = {"solver": "ipm", "run_crossover": "off", "random_seed": 0}
+        if seconds is not None:
+            opts["time_limit"] = float(seconds)
+        for key, val in opts.items():
+            h.setOptionValue(key, val)
+        lp.pass_to(h)
+        t0 = time.perf_counter()
+        run = h.run()
+        status = h.getModelStatus().name
+        if status != "kOptimal":
+            raise RuntimeError(f"LP of a sub-market of {len(part.bids)} bids: {status} (run: {run.name})")
+        value = -float(h.getInfo().objective_function_value)
+        if log is not None:
+            log(
+                f"{len(part.bids)} bids, {lp.num_col} columns: {value:.0f} in {time.perf_counter() - t0:.1f} s"
+            )
+        total += value
+    return total
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("round")
+    ap.add_argument("--seconds", type=float, default=None)
+    args = ap.parse_args(argv)
+    with open(args.round, encoding="utf-8") as f:
+        rnd, problems = parse_round(json.load(f))
+    if rnd is None:
+        sys.stderr.write("\n".join(problems) + "\n")
+        return 2
+    bound = lp_bound(rnd, args.seconds, log=lambda m: sys.stderr.write(m + "\n"))
+    print(json.dumps({"round": rnd.round, "lp_bound_cents": bound}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -43,9 +43,8 @@ def lp_bound(rnd: Round, seconds: float | None = None, log: Any = None) -> float
             raise RuntimeError(f"LP of a sub-market of {len(part.bids)} bids: {status} (run: {run.name})")
         value = -float(h.getInfo().objective_function_value)
         if log is not None:
-            log(
-                f"{len(part.bids)} bids, {lp.num_col} columns: {value:.0f} in {time.perf_counter() - t0:.1f} s"
-            )
+            took = time.perf_counter() - t0
+            log(f"{len(part.bids)} bids, {lp.num_col} columns: {value:.0f} in {took:.1f} s")
         total += value
     return total
 
@@ -61,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.write("\n".join(problems) + "\n")
         return 2
     bound = lp_bound(rnd, args.seconds, log=lambda m: sys.stderr.write(m + "\n"))
-    print(json.dumps({"round": rnd.round, "lp_bound_cents": bound}))
+    sys.stdout.write(json.dumps({"round": rnd.round, "lp_bound_cents": bound}) + "\n")
     return 0
 
 

@@ -49,17 +49,23 @@ def lp_bound(rnd: Round, seconds: float | None = None, log: Any = None) -> float
     return total
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def round_arg(description: str, argv: list[str] | None, seconds: float | None) -> tuple[Round, float | None]:
+    """`ROUND.json [--seconds S]` from the command line, checked; exits 2 with the problems."""
+    ap = argparse.ArgumentParser(description=description)
     ap.add_argument("round")
-    ap.add_argument("--seconds", type=float, default=None)
+    ap.add_argument("--seconds", type=float, default=seconds)
     args = ap.parse_args(argv)
     with open(args.round, encoding="utf-8") as f:
         rnd, problems = parse_round(json.load(f))
     if rnd is None:
         sys.stderr.write("\n".join(problems) + "\n")
-        return 2
-    bound = lp_bound(rnd, args.seconds, log=lambda m: sys.stderr.write(m + "\n"))
+        raise SystemExit(2)
+    return rnd, args.seconds
+
+
+def main(argv: list[str] | None = None) -> int:
+    rnd, seconds = round_arg(__doc__.splitlines()[0], argv, None)
+    bound = lp_bound(rnd, seconds, log=lambda m: sys.stderr.write(m + "\n"))
     sys.stdout.write(json.dumps({"round": rnd.round, "lp_bound_cents": bound}) + "\n")
     return 0
 

@@ -14,9 +14,7 @@ their LPs is what the bound gains.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import json
 import os
 import sys
 import time
@@ -27,8 +25,9 @@ import numpy as np
 from auctions.engine.clearing import _restrict
 from auctions.engine.components import components
 from auctions.engine.formulation import Market, build_market
-from auctions.engine.rounds import parse_round
 from auctions.engine.solve import natural_model, quiet_highs
+
+from .lp_bound import round_arg
 
 
 def _relaxed(h: Any, n: int) -> None:
@@ -80,20 +79,12 @@ def model_bound(mk: Market, seconds: float, log: Any = None) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("round")
-    ap.add_argument("--seconds", type=float, default=150.0)
-    args = ap.parse_args(argv)
-    with open(args.round, encoding="utf-8") as f:
-        rnd, problems = parse_round(json.load(f))
-    if rnd is None:
-        sys.stderr.write("\n".join(problems) + "\n")
-        return 2
+    rnd, seconds = round_arg(__doc__.splitlines()[0], argv, 150.0)
     lp = bound = 0.0
     for part in components(rnd):
         if not part.offers:
             continue
-        out = model_bound(build_market(part), args.seconds, log=sys.stdout)
+        out = model_bound(build_market(part), seconds or 150.0, log=sys.stdout)
         lp += out["lp"]
         bound += out["bound"]
     ratio = bound / lp if lp else 1.0

@@ -121,11 +121,8 @@ def _trivial_bound(mk: Market) -> float:
     return float(best.sum())
 
 
-def clear_component(
-    rnd: Round, *, time_limit: float | None, gap: float, solver: str, helpers: int = 0
-) -> dict[str, Any]:
-    """Clear one sub-market; returns a partial gridx.result/v1 dict (merged by `assemble`).
-    `helpers`: processes the large-round search may start besides this one."""
+def clear_component(rnd: Round, *, time_limit: float | None, gap: float, solver: str) -> dict[str, Any]:
+    """Clear one sub-market; returns a partial gridx.result/v1 dict (merged by `assemble`)."""
     t0 = time.perf_counter()
     deadline = None if time_limit is None else t0 + time_limit
 
@@ -191,15 +188,7 @@ def clear_component(
                 t_lns = time.perf_counter()
                 # pricing and assembly after the search: ~1.5% of the budget on xlarge-41
                 stop = deadline - 0.02 * (deadline - t0) - 1.0
-                alloc = lns.improve(
-                    mk,
-                    alloc,
-                    deadline=stop,
-                    gap=gap,
-                    valid=_valid,
-                    restrict=_restrict,
-                    helpers=helpers if _can_fork_children() else 0,
-                )
+                alloc = lns.improve(mk, alloc, deadline=stop, gap=gap, valid=_valid, restrict=_restrict)
                 mip_s = time.perf_counter() - t_lns
             else:
                 alloc, mip_s, compile_s = _restricted_mip(mk, alloc, lag.score, solver, left(0.95), gap)
@@ -519,13 +508,8 @@ def clear(
                 for i, f in futs.items():
                     pieces[i] = f.result()
         else:
-            # one part at a time: the largest may use the other cores for its search
-            cpus = workers if workers is not None else (os.cpu_count() or 1)
             for i in order:
-                helpers = min(cpus - 1, 1) if i == order[0] else 0
-                pieces[i] = clear_component(
-                    parts[i], time_limit=budgets[i], gap=gap, solver=solver, helpers=helpers
-                )
+                pieces[i] = clear_component(parts[i], time_limit=budgets[i], gap=gap, solver=solver)
     except Exception as exc:  # noqa: BLE001 - the contract is a result with status "error", not a traceback
         log.exception("clearing failed")
         return empty_result(rnd.round, "error", f"{type(exc).__name__}: {exc}")

@@ -29,17 +29,13 @@ from __future__ import annotations
 
 import logging
 import math
-import multiprocessing
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ProcessPoolExecutor
-from typing import Any
 
 import numpy as np
 
 from .formulation import FloatArray, IntArray, Market, sorted_unique
 from .heuristics import Allocation, from_x, greedy, orders
-from .rounds import Round
 from .solve import SolverFailed, solve_mip_natural
 
 log = logging.getLogger(__name__)
@@ -60,12 +56,6 @@ SUB_OPTIONS = {"mip_heuristic_effort": HEURISTIC_EFFORT}
 # The most bids a switch should free (its neighbourhood is narrowed until it frees no more, or
 # cannot be narrowed further); large-31's switches free 16-98.
 SWITCH_BIDS = 2 * REGION_BIDS
-# With a helper process busy, how far down the queue of moves this process looks for one
-# independent of the helper's (regions of different GPU models always are, bar shared XOR groups).
-LOOKAHEAD = 8
-# A helper process costs ~1-3 s to start (spawn, imports, its copy of the market): not worth it
-# for a short search.
-HELPER_MIN_SECONDS = 30.0
 
 Valid = Callable[[Market, Allocation], bool]
 Restrict = Callable[[Market, np.ndarray], tuple[Market, IntArray]]
@@ -263,33 +253,23 @@ def _opportunity(mk: Market, best: Allocation, nb: IntArray) -> float:
     return float(val[losers].sum())
 
 
-def _region_mip(
-    mk: Market, x: IntArray, chosen: IntArray, nb: IntArray, seconds: float, gap: float, restrict: Restrict
-) -> tuple[IntArray, IntArray] | None:
-    """The sub-MIP freeing `nb` on the allocation (`x`, `chosen`): (the sources of `nb`'s
-    placements, their new values), or None when there is nothing to solve or HiGHS fails."""
+def _solve_region(
+    mk: Market, best: Allocation, nb: IntArray, seconds: float, gap: float, valid: Valid, restrict: Restrict
+) -> Allocation:
     keep = np.isin(mk.p_bid, nb)
     if not keep.any():
-        return None
-    fixed = np.setdiff1d(np.flatnonzero(chosen >= 0), nb)
-    sub, kmap = restrict(mk, keep)
-    cap = mk.o_gpus[:, None] - _usage(mk, x, fixed)
-    try:
-        mip = solve_mip_natural(sub, time_limit=seconds, gap=gap, warm=x[kmap], cap=cap, options=SUB_OPTIONS)
-    except SolverFailed:
-        return None
-    return kmap, mip.x
-
-
-def _accept(
-    mk: Market, best: Allocation, nb: IntArray, found: tuple[IntArray, IntArray] | None, valid: Valid
-) -> Allocation:
-    """`best` with the freed bids' sources set as the sub-MIP found, when that is better and valid."""
-    if found is None:
         return best
-    kmap, values = found
+    fixed = np.setdiff1d(np.flatnonzero(best.chosen >= 0), nb)
+    sub, kmap = restrict(mk, keep)
+    cap = mk.o_gpus[:, None] - _usage(mk, best.x, fixed)
+    try:
+        mip = solve_mip_natural(
+            sub, time_limit=seconds, gap=gap, warm=best.x[kmap], cap=cap, options=SUB_OPTIONS
+        )
+    except SolverFailed:
+        return best
     x = best.x.copy()
-    x[kmap] = values
+    x[kmap] = mip.x
     cand = from_x(mk, x)
     if cand.welfare(mk) > best.welfare(mk) + 1e-6 and valid(mk, cand):
         log.debug("LNS: %d bids freed: %.0f -> %.0f", nb.size, best.welfare(mk), cand.welfare(mk))
@@ -297,152 +277,16 @@ def _accept(
     return best
 
 
-def _solve_region(
-    mk: Market, best: Allocation, nb: IntArray, seconds: float, gap: float, valid: Valid, restrict: Restrict
-) -> Allocation:
-    return _accept(mk, best, nb, _region_mip(mk, best.x, best.chosen, nb, seconds, gap, restrict), valid)
-
-
-# The helper process (see `Helper`): its own copy of the market, built once from the round.
-_HELPER: dict[str, Any] = {}
-
-
-def _helper_init(rnd: Round, restrict: Restrict) -> None:
-    from .formulation import build_market
-
-    _HELPER["mk"] = build_market(rnd)
-    _HELPER["restrict"] = restrict
-
-
-def _helper_solve(
-    nz: IntArray, vals: IntArray, nb: IntArray, seconds: float, gap: float
-) -> tuple[IntArray, IntArray] | None:
-    mk: Market = _HELPER["mk"]
-    x = np.zeros(mk.n_sources, dtype=np.int64)
-    x[nz] = vals
-    return _region_mip(mk, x, from_x(mk, x).chosen, nb, seconds, gap, _HELPER["restrict"])
-
-
-class Helper:
-    """A second process solving one sub-MIP at a time while this one solves another, so that a
-    2-core machine runs two (HiGHS solves a region's MIP on about one core).
-
-    A move may go to the helper only while it is *independent* of the one in flight: no freed bid
-    in a common XOR group and no offer that both could draw from. Then the two sub-MIPs constrain
-    disjoint capacity and disjoint groups, and their results combine into a valid allocation; the
-    engine's check still decides before a result is kept. Results depend on timing (which move
-    finishes first), as the whole time-limited search does."""
-
-    def __init__(self, mk: Market, restrict: Restrict) -> None:
-        ctx = multiprocessing.get_context("spawn")
-        self.pool = ProcessPoolExecutor(
-            max_workers=1, mp_context=ctx, initializer=_helper_init, initargs=(mk.rnd, restrict)
-        )
-        self.future: Future[tuple[IntArray, IntArray] | None] | None = None
-        self.nb: IntArray = np.zeros(0, dtype=np.int64)
-        self.groups: np.ndarray = np.zeros(0, dtype=bool)
-        self.offers: np.ndarray = np.zeros(0, dtype=bool)
-
-    @property
-    def busy(self) -> bool:
-        return self.future is not None
-
-    def submit(self, mk: Market, best: Allocation, nb: IntArray, seconds: float, gap: float) -> None:
-        nz = np.flatnonzero(best.x)
-        self.future = self.pool.submit(_helper_solve, nz, best.x[nz], nb, seconds, gap)
-        self.nb = nb
-        self.groups, self.offers = _reach(mk, nb)
-
-    def independent(self, mk: Market, nb: IntArray) -> bool:
-        groups, offers = _reach(mk, nb)
-        return not (groups & self.groups).any() and not (offers & self.offers).any()
-
-    def collect(self, mk: Market, best: Allocation, valid: Valid, wait: bool) -> Allocation:
-        """Fold the helper's result into `best` when it is done (or, with `wait`, once it is)."""
-        if self.future is None or not (wait or self.future.done()):
-            return best
-        fut, self.future = self.future, None
-        try:
-            found = fut.result()
-        except Exception:  # noqa: BLE001 - a failed helper move is a move that found nothing
-            log.warning("LNS helper failed", exc_info=True)
-            return best
-        return _accept(mk, best, self.nb, found, valid)
-
-    def close(self) -> None:
-        self.pool.shutdown(wait=False, cancel_futures=True)
-
-
-def _reach(mk: Market, nb: IntArray) -> tuple[np.ndarray, np.ndarray]:
-    """XOR groups of the freed bids, and every offer their placements could draw from (masks)."""
-    groups = np.zeros(mk.n_groups, dtype=bool)
-    groups[mk.b_group[nb]] = True
-    offers = np.zeros(len(mk.rnd.offers), dtype=bool)
-    ks = np.concatenate(
-        [np.arange(mk.p_kstart[mk.b_pstart[b]], mk.p_kstart[mk.b_pstart[b + 1]]) for b in nb.tolist()]
-        or [np.zeros(0, dtype=np.int64)]
-    )
-    offers[mk.k_offer[ks]] = True
-    return groups, offers
-
-
 def improve(
-    mk: Market,
-    inc: Allocation,
-    *,
-    deadline: float,
-    gap: float,
-    valid: Valid,
-    restrict: Restrict,
-    helpers: int = 0,
+    mk: Market, inc: Allocation, *, deadline: float, gap: float, valid: Valid, restrict: Restrict
 ) -> Allocation:
     """Re-source, then sweeps of moves until the deadline: regions (windows shifted on later
     sweeps) and XOR switches, most promising first, then relocations; re-source after every
-    sweep that improved. Returns the best found (never worse than `inc`). With `helpers > 0`, a
-    second process solves the next independent move meanwhile (see `Helper`)."""
+    sweep that improved. Returns the best found (never worse than `inc`)."""
 
     def left() -> float:
         return deadline - time.perf_counter()
 
-    # started first: the helper builds its copy of the market while this process re-sources
-    helper = Helper(mk, restrict) if helpers > 0 and left() >= HELPER_MIN_SECONDS else None
-    try:
-        return _search(mk, inc, left, gap, valid, restrict, helper)
-    finally:
-        if helper is not None:
-            helper.close()
-
-
-def _move_freed(
-    mk: Market,
-    best: Allocation,
-    move: tuple[int, int],
-    regs: list[tuple[IntArray, int, int]],
-    pairs: list[tuple[int, int, float]],
-    tried: set[tuple[int, int]],
-) -> IntArray:
-    """The bids a move (kind 0: region `i`, 1: switch pair `i`) frees on the incumbent; none
-    when it is moot (an earlier move changed the switch's group)."""
-    kind, i = move
-    if kind == 0:
-        offers, a, b = regs[i]
-        return _freed(mk, best, offers, a, b)
-    wb, sb, _ = pairs[i]
-    if best.chosen[wb] < 0 or (sb != wb and best.chosen[sb] >= 0):
-        return np.zeros(0, dtype=np.int64)
-    tried.add((wb, sb))
-    return _switch_freed(mk, best, wb, sb)
-
-
-def _search(
-    mk: Market,
-    inc: Allocation,
-    left: Callable[[], float],
-    gap: float,
-    valid: Valid,
-    restrict: Restrict,
-    helper: Helper | None,
-) -> Allocation:
     best = resource(mk, inc, seconds=min(RESOURCE_SECONDS, left() * 0.2), valid=valid, restrict=restrict)
     # switch pairs already tried (without a gain) since the last sweep that improved
     tried: set[tuple[int, int]] = set()
@@ -463,32 +307,21 @@ def _search(
         pairs = [pr for pr in switches(mk, best) if pr[:2] not in tried]
         moves += [(int(wb == sb), -g, 1, j) for j, (wb, sb, g) in enumerate(pairs)]
         moves.sort()
-        queue = [(kind, i) for _, _, kind, i in moves]
-
-        while queue and left() >= 1.0:
+        for _, _, kind, i in moves:
+            if left() < 1.0:
+                break
             seconds = min(SUB_SECONDS, left() - 0.5)
-            if helper is not None and not helper.busy:
-                nb = _move_freed(mk, best, queue.pop(0), regs, pairs, tried)
+            if kind == 0:
+                offers, a, b = regs[i]
+                nb = _freed(mk, best, offers, a, b)
                 if nb.size:
-                    helper.submit(mk, best, nb, seconds, max(gap, SUB_GAP))
+                    best = _solve_region(mk, best, nb, seconds, max(gap, SUB_GAP), valid, restrict)
                 continue
-            # this process takes the first of the next few moves independent of the helper's
-            pick = -1
-            for j in range(min(len(queue), LOOKAHEAD)):
-                nb = _move_freed(mk, best, queue[j], regs, pairs, tried)
-                if not nb.size or helper is None or helper.independent(mk, nb):
-                    pick = j
-                    break
-            if pick < 0:
-                best = helper.collect(mk, best, valid, wait=True) if helper is not None else best
-                continue
-            queue.pop(pick)
-            if nb.size:
-                best = _solve_region(mk, best, nb, seconds, max(gap, SUB_GAP), valid, restrict)
-            if helper is not None:
-                best = helper.collect(mk, best, valid, wait=False)
-        if helper is not None:
-            best = helper.collect(mk, best, valid, wait=True)
+            wb, sb, _ = pairs[i]
+            if best.chosen[wb] < 0 or (sb != wb and best.chosen[sb] >= 0):
+                continue  # an earlier move changed the group
+            tried.add((wb, sb))
+            best = switch(mk, best, wb, sb, seconds=seconds, gap=gap, valid=valid, restrict=restrict)
         sweep += 1
         if best.welfare(mk) > start_w + 1e-6:
             stalled = 0

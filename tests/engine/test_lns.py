@@ -128,27 +128,3 @@ def test_switches_narrowed_to_few_bids_stay_valid(monkeypatch):
         assert cand.welfare(mk) >= best.welfare(mk) - 1e-6
         assert problems(doc, _result_of(doc, mk, cand)) == []
         best = cand
-
-
-def test_search_with_a_helper_process_is_valid_and_not_below_greedy(monkeypatch):
-    # a second process solves moves independent of this one's; their results are folded in
-    monkeypatch.setattr(clearing, "FULL_MIP_COLUMNS", 0)
-    monkeypatch.setattr(lns, "HELPER_MIN_SECONDS", 0.0)
-    folded = []
-    real_collect = lns.Helper.collect
-
-    def collect(self, mk, best, valid, wait):
-        pending = self.future is not None and (wait or self.future.done())
-        out = real_collect(self, mk, best, valid, wait)
-        if pending:
-            folded.append(out.welfare(mk) - best.welfare(mk))
-        return out
-
-    monkeypatch.setattr(lns.Helper, "collect", collect)
-    doc = generated_round(3, n_bids=160, n_offers=24)
-    res = clear(doc, time_limit=8.0, workers=2)
-    assert problems(doc, res) == []
-    assert exact_welfare(doc, res) >= greedy_welfare(doc) - 1e-6
-    assert res["stats"]["wall_s"] <= 8.0 + 1.5
-    assert len(folded) >= 2  # the helper's moves came back
-    assert all(g >= -1e-6 for g in folded)  # never a loss

@@ -50,11 +50,8 @@ REGION_BIDS = 50
 # sub-MIPs found 3.5x more welfare with 0.3 (0.8 was no better).
 HEURISTIC_EFFORT = 0.3
 # Relative gap of a region's MIP: its objective is a small part of the round's, so closing the
-# last 1% of it is not worth the time. Measured 2026-12-02, 100 s of search on large-31 from one
-# start, back to back: 1e-2 43,225,877 and 43,221,707 (95-97 moves), 1e-3 43,128,403 and
-# 43,130,477 (56-57 moves), 3e-2 43,204,250 (131 moves); xlarge-41, 240 s: 1e-2 183,571,414,
-# 1e-3 183,497,215 and 183,659,746 (noise).
-SUB_GAP = 1e-2
+# last 0.1% of it is not worth the time.
+SUB_GAP = 1e-3
 SUB_OPTIONS = {"mip_heuristic_effort": HEURISTIC_EFFORT}
 # The most bids a switch should free (its neighbourhood is narrowed until it frees no more, or
 # cannot be narrowed further); large-31's switches free 16-98.

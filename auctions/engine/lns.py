@@ -50,7 +50,9 @@ REGION_BIDS = 50
 # sub-MIPs found 3.5x more welfare with 0.3 (0.8 was no better).
 HEURISTIC_EFFORT = 0.3
 # Relative gap of a region's MIP: its objective is a small part of the round's, so closing the
-# last 0.1% of it is not worth the time.
+# last 0.1% of it is not worth the time. 1e-2 (2026-12-02) made ~1.7x more moves and gained on
+# large-31 (95.74% of the LP bound in one bench run against 95.33-95.44%) but lost on xlarge-41
+# (94.87% against 95.105-95.112%, below its target), so it is not used; see docs/engine.md.
 SUB_GAP = 1e-3
 SUB_OPTIONS = {"mip_heuristic_effort": HEURISTIC_EFFORT}
 # The most bids a switch should free (its neighbourhood is narrowed until it frees no more, or

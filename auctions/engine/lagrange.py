@@ -102,8 +102,8 @@ def _evaluate(mk: Market, lam: FloatArray) -> tuple[float, FloatArray, IntArray,
 # Subgradient steps follow a deflected direction, d = g + DEFLECTION * d_prev (Camerini, Fratta and
 # Maffioli), and the step factor halves after STALL_STEPS steps without a better bound. Measured
 # at 400 steps, from the engine's greedy (2026-12-02): large-31 44,938,590 (plain subgradient,
-# halving after 5: 45,199,608; the LP bound is 45,248,084), xlarge-41 193,552,626 (plain:
-# 194,517,700; its LP bound is 193,561,163, computed offline in 16 minutes). Plain steps zig-zag
+# halving after 5: 45,199,604; the LP bound is 45,248,084), xlarge-41 193,533,150 (plain:
+# 194,303,501; its LP bound is 193,561,163, computed offline in 16 minutes). Plain steps zig-zag
 # between prices that overshoot and undershoot the same offers; the deflection averages that out.
 DEFLECTION = 0.7
 STALL_STEPS = 20

@@ -7,11 +7,13 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from auctions.engine import clear
 from auctions.engine.formulation import build_market
 from auctions.engine.lagrange import _by_place_then_value, lagrangian_bound
 from auctions.engine.rounds import parse_round
 
 from .generated import generated_round
+from .lp_bound import lp_bound
 
 
 @st.composite
@@ -53,8 +55,6 @@ def test_segment_sort_of_values_closer_than_the_key_resolves_is_still_exact():
 
 
 def test_lagrangian_bound_holds_against_the_proven_optimum():
-    from auctions.engine import clear
-
     doc = generated_round(1)
     exact = clear(doc, time_limit=30.0)
     assert exact["status"] == "optimal"
@@ -65,11 +65,7 @@ def test_lagrangian_bound_holds_against_the_proven_optimum():
     assert lag.iterations > 1
 
 
-def test_offline_lp_bound_lies_between_the_optimum_and_the_engine_lp(tmp_path):
-    from auctions.engine import clear
-
-    from .lp_bound import lp_bound
-
+def test_offline_lp_bound_lies_between_the_optimum_and_the_engine_lp():
     doc = generated_round(2)
     exact = clear(doc, time_limit=30.0)
     assert exact["status"] == "optimal"

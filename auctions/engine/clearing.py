@@ -18,7 +18,7 @@ from . import lns, pricing
 from .components import components
 from .formulation import FloatArray, IntArray, Market, build_market, build_matrices, flow_lp, sorted_unique
 from .heuristics import Allocation, best_greedy, from_x, priced_greedy
-from .lagrange import lagrangian_bound
+from .lagrange import LagrangeResult, lagrangian_bound
 from .rounds import RESULT_FORMAT, Round, parse_round
 from .solve import SolverFailed, solve_lp, solve_mip, solve_mip_natural
 
@@ -175,15 +175,10 @@ def clear_component(rnd: Round, *, time_limit: float | None, gap: float, solver:
             # Large: a Lagrangian bound (tighter than the LP on large-31 and 2-3x faster; the LP of
             # xlarge-41 does not finish), its prices to guide the greedy, then a MIP on the most
             # promising placements, warm-started.
-            lag = lagrangian_bound(mk, target=alloc.welfare(mk), seconds=(left(0.3) or 120.0))
+            alloc, lag = large_start(mk, alloc, seconds=(left(0.3) or 120.0))
             lp_s = lag.seconds
             bound = lag.bound
             duals = lag.lam
-            for cand in [best_greedy(mk, lag.score)] + [
-                priced_greedy(mk, lag.lam, lag.score, scale) for scale in PRICE_SCALES
-            ]:
-                if cand.welfare(mk) > alloc.welfare(mk) + 1e-6:
-                    alloc = cand
             if solver.upper() == "HIGHS" and deadline is not None:
                 t_lns = time.perf_counter()
                 # pricing and assembly after the search: ~1.5% of the budget on xlarge-41
@@ -213,6 +208,18 @@ def clear_component(rnd: Round, *, time_limit: float | None, gap: float, solver:
         "submarkets": 1,
     }
     return piece
+
+
+def large_start(mk: Market, alloc: Allocation, *, seconds: float) -> tuple[Allocation, LagrangeResult]:
+    """The Lagrangian bound (at most `seconds`) and the search's first incumbent: the best of
+    `alloc` and the greedy passes its prices guide."""
+    lag = lagrangian_bound(mk, target=alloc.welfare(mk), seconds=seconds)
+    for cand in [best_greedy(mk, lag.score)] + [
+        priced_greedy(mk, lag.lam, lag.score, scale) for scale in PRICE_SCALES
+    ]:
+        if cand.welfare(mk) > alloc.welfare(mk) + 1e-6:
+            alloc = cand
+    return alloc, lag
 
 
 def _restricted_mip(

@@ -45,10 +45,11 @@ class _Moves(logging.Handler):
 
 def main(argv: list[str] | None = None) -> int:
     rnd, seconds = round_arg(__doc__.splitlines()[0], argv, 120.0)
+    budget = float(seconds or 120.0)
     part = max(components(rnd), key=lambda p: (len(p.bids) * len(p.offers), len(p.bids)))
     mk = build_market(part)
     t = time.perf_counter()
-    start, lag = large_start(mk, best_greedy(mk), seconds=0.3 * float(seconds or 120.0))
+    start, lag = large_start(mk, best_greedy(mk), seconds=0.3 * budget)
     _out(
         f"{rnd.round}: largest sub-market {len(part.bids)} bids; start {start.welfare(mk):,.0f} "
         f"in {time.perf_counter() - t:.1f} s; Lagrangian bound {lag.bound:,.0f}"
@@ -59,9 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     logger.setLevel(logging.DEBUG)
     logger.addHandler(moves)
     try:
-        best = lns.improve(
-            mk, start, deadline=t0 + float(seconds or 120.0), gap=1e-4, valid=_valid, restrict=_restrict
-        )
+        best = lns.improve(mk, start, deadline=t0 + budget, gap=1e-4, valid=_valid, restrict=_restrict)
     finally:
         logger.removeHandler(moves)
     for at, w in moves.points:

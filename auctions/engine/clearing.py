@@ -16,11 +16,20 @@ import numpy as np
 
 from . import lns, pricing
 from .components import components
-from .formulation import FloatArray, IntArray, Market, build_market, build_matrices, flow_lp, sorted_unique
+from .formulation import (
+    REASON_NO_OFFER,
+    FloatArray,
+    IntArray,
+    Market,
+    build_market,
+    build_matrices,
+    flow_lp,
+    sorted_unique,
+)
 from .heuristics import Allocation, best_greedy, from_x, priced_greedy
 from .lagrange import LagrangeResult, lagrangian_bound
 from .rounds import RESULT_FORMAT, Round, parse_round
-from .solve import SolverFailed, solve_lp, solve_mip, solve_mip_natural
+from .solve import SolverFailed, WholeNatural, solve_lp, solve_mip, solve_mip_natural
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +122,14 @@ def _natural_nnz(mk: Market) -> int:
     return int(dur.sum()) + 3 * mk.n_places + 2 * mk.n_sources
 
 
+def _natural_fits(mk: Market) -> bool:
+    """Is the natural formulation within NATURAL_MAX_NNZ? (A bound on its size first: the exact
+    count is three array operations, a few per cent of a tiny round's build.)"""
+    if mk.n_sources * (mk.rnd.slots + 2) + 3 * mk.n_places <= NATURAL_MAX_NNZ:
+        return True
+    return _natural_nnz(mk) <= NATURAL_MAX_NNZ
+
+
 def _trivial_bound(mk: Market) -> float:
     """Sum over XOR groups of the best isolated placement value: valid, weak; used without an LP."""
     best = np.zeros(mk.n_groups)
@@ -121,8 +138,25 @@ def _trivial_bound(mk: Market) -> float:
     return float(best.sum())
 
 
+def _offerless_piece(rnd: Round, solver: str) -> dict[str, Any]:
+    """The part of the round's bids that no offer shares a model with (`components`): each loses
+    with `no_offer`; there is nothing to build or solve."""
+    return {
+        "status": "optimal",
+        "bound_cents": 0,
+        "awards": [],
+        "offers": [],
+        "prices": [],
+        "losers": [{"bid": b.id, "reason": REASON_NO_OFFER} for b in rnd.bids],
+        "pricing": {"rule": pricing.RULE, "uplift_cents": 0},
+        "stats": {"solver": solver, "columns": 0, "nonzeros": 0, "submarkets": 1},
+    }
+
+
 def clear_component(rnd: Round, *, time_limit: float | None, gap: float, solver: str) -> dict[str, Any]:
     """Clear one sub-market; returns a partial gridx.result/v1 dict (merged by `assemble`)."""
+    if not rnd.offers:
+        return _offerless_piece(rnd, solver)
     t0 = time.perf_counter()
     deadline = None if time_limit is None else t0 + time_limit
 
@@ -132,8 +166,14 @@ def clear_component(rnd: Round, *, time_limit: float | None, gap: float, solver:
         return max((deadline - time.perf_counter()) * frac, 0.05)
 
     mk = build_market(rnd)
-    # nothing to place (every bid loses for a structural reason): no model to build or solve
-    mt = flow_lp(mk) if mk.n_places else None
+    n_cols = mk.n_places + mk.n_sources + int(mk.r_offer.size)  # the flow form's
+    # Solved whole with HiGHS: one model, the natural form (HiGHS searches it better than the flow
+    # form, and better unseeded: medium-21 99.97% of the optimum in 25 s, 99.86% seeded with
+    # greedy, 99.2% on the flow form seeded), its MIP then its LP in one instance (`WholeNatural`);
+    # greedy stays the floor below. Otherwise the flow form. Nothing to place (every bid loses for
+    # a structural reason): no model at all.
+    whole = mk.n_places > 0 and n_cols <= FULL_MIP_COLUMNS and solver.upper() == "HIGHS" and _natural_fits(mk)
+    mt = flow_lp(mk) if mk.n_places and not whole else None
     build_s = time.perf_counter() - t0
     compile_s = 0.0
     lp_s = mip_s = 0.0
@@ -141,16 +181,20 @@ def clear_component(rnd: Round, *, time_limit: float | None, gap: float, solver:
     bound = 0.0
     duals = np.zeros((len(rnd.offers), rnd.slots))
     alloc = from_x(mk, np.zeros(mk.n_sources, dtype=np.int64))
-    if mt is not None:
+    # the model built: the flow form, or the natural form of a sub-market solved whole (below)
+    n_model_cols, n_model_nnz = (int(mt.c.size), mt.nnz) if mt is not None else (0, 0)
+    if mk.n_places:
         alloc = best_greedy(mk)
-        if mt.c.size <= FULL_MIP_COLUMNS:
+        if n_cols <= FULL_MIP_COLUMNS:
+            wn = WholeNatural(mk, time_limit=left(0.9), gap=gap) if whole else None
+            if wn is not None:
+                n_model_cols, n_model_nnz, compile_s = wn.num_col, wn.nnz, wn.compile_s
+            proven = False
             try:
-                if solver.upper() == "HIGHS" and _natural_nnz(mk) <= NATURAL_MAX_NNZ:
-                    # HiGHS searches the natural form better, and better unseeded (medium-21:
-                    # 99.97% of the optimum in 25 s, 99.86% seeded with greedy, 99.2% on the flow
-                    # form seeded); greedy stays the floor below.
-                    mip = solve_mip_natural(mk, time_limit=left(0.9), gap=gap, warm=None)
+                if wn is not None:
+                    mip = wn.mip()
                 else:
+                    assert mt is not None
                     mip = solve_mip(mk, mt, solver=solver, time_limit=left(0.9), gap=gap, warm=alloc.x)
                 mip_s, compile_s = mip.seconds, mip.compile_s
                 cand = from_x(mk, mip.x)
@@ -160,8 +204,12 @@ def clear_component(rnd: Round, *, time_limit: float | None, gap: float, solver:
                 proven = mip.optimal
             except SolverFailed as exc:
                 log.warning("MIP failed on a sub-market of %d bids: %s", len(rnd.bids), exc)
-                bound, proven = math.inf, False
-            lp = solve_lp(mt, solver=solver, time_limit=left())
+                bound = math.inf
+            if wn is not None:
+                lp = wn.lp(time_limit=left())
+            else:
+                assert mt is not None
+                lp = solve_lp(mt, solver=solver, time_limit=left())
             lp_s = lp.seconds
             compile_s += lp.compile_s
             if lp.optimal:
@@ -203,8 +251,8 @@ def clear_component(rnd: Round, *, time_limit: float | None, gap: float, solver:
         "lp_s": lp_s,
         "mip_s": mip_s,
         "pricing_s": time.perf_counter() - t_price,
-        "columns": int(mt.c.size) if mt is not None else 0,
-        "nonzeros": mt.nnz if mt is not None else 0,
+        "columns": n_model_cols,
+        "nonzeros": n_model_nnz,
         "submarkets": 1,
     }
     return piece

@@ -11,6 +11,7 @@ order the variables are created and first used in), which the tests check.
 from __future__ import annotations
 
 import logging
+import threading
 import warnings
 from dataclasses import dataclass
 from typing import Any
@@ -385,6 +386,112 @@ def bare_highs() -> Any:
     h = _Highs()
     h.setOptionValue("output_flag", False)
     h.setOptionValue("log_to_console", False)
+    return h
+
+
+class WholeNatural:
+    """One HiGHS instance holding the natural model of a sub-market solved whole: the MIP, then
+    its LP relaxation (HiGHS's `solve_relaxation`), whose duals are the capacity prices. The natural and the
+    flow form have the same LP (same feasible awards), so this LP's bound equals `solve_lp`'s on
+    `flow_lp`, and its duals, summed per checkpoint interval, are an optimal dual of the flow LP
+    (*Pricing* in docs/engine.md). One model, one instance, no flow-form arrays: what the build
+    of a small round costs is this model (`nnz`), loaded once."""
+
+    def __init__(self, mk: Market, *, time_limit: float | None, gap: float) -> None:
+        import time
+
+        t0 = time.perf_counter()
+        self.mk = mk
+        model, self.nnz = natural_model(mk)
+        self.num_col, self.num_row = model.num_col, model.num_row
+        h = reused_highs()
+        h.setOptionValue("random_seed", 0)
+        h.setOptionValue("mip_rel_gap", float(gap))
+        if time_limit is not None:
+            h.setOptionValue("time_limit", max(float(time_limit), 0.01))
+        model.pass_to(h)
+        self.h = h
+        self.compile_s = time.perf_counter() - t0
+
+    def mip(self) -> MIPResult:
+        import time
+
+        h, mk = self.h, self.mk
+        t1 = time.perf_counter()
+        h.run()
+        seconds = time.perf_counter() - t1
+        info = h.getInfo()
+        if info.primal_solution_status != 2:
+            raise SolverFailed(f"no solution (status {h.getModelStatus().name})")
+        col = np.asarray(h.getSolution().col_value, dtype=float)
+        x = np.rint(col[mk.n_places :]).astype(np.int64)
+        optimal = h.getModelStatus().name == "kOptimal"
+        return MIPResult(optimal, x, -float(info.mip_dual_bound), seconds, self.compile_s)
+
+    def lp_options(self, time_limit: float | None) -> None:
+        """Turn the loaded MIP into its LP relaxation (options only; the model stays as loaded)."""
+        h = self.h
+        h.setOptionValue("solve_relaxation", True)
+        if self.num_col > IPM_COLUMNS:
+            h.setOptionValue("solver", "ipm")
+        if time_limit is not None:
+            # HiGHS's run clock counts every run of an instance, and an LP's time limit is read
+            # against it (a MIP's from its own start): the LP gets `time_limit` more
+            h.setOptionValue("time_limit", h.getRunTime() + max(float(time_limit), 0.01))
+
+    def lp(self, *, time_limit: float | None) -> LPResult:
+        """The LP relaxation in the same instance; duals per checkpoint row (`mk.r_offer` order)."""
+        import time
+
+        h, mk = self.h, self.mk
+        t0 = time.perf_counter()
+        self.lp_options(time_limit)
+        compile_s = time.perf_counter() - t0
+        t1 = time.perf_counter()
+        h.run()
+        ok = h.getModelStatus().name == "kOptimal"
+        seconds = time.perf_counter() - t1
+        if not ok:
+            h.clearModel()
+            e = np.zeros(0)
+            return LPResult(False, float("inf"), e, e, e, seconds, compile_s)
+        sol = h.getSolution()
+        objective = -float(h.getInfo().objective_function_value)
+        val = np.asarray(sol.col_value, dtype=float)
+        slots = mk.rnd.slots
+        n_link = mk.n_groups + 2 * mk.n_places
+        # capacity rows, offer by slot; prefix sums per offer so that a checkpoint's dual is the
+        # sum over its interval [its slot, the offer's next checkpoint or the horizon's end)
+        rd = np.maximum(-np.asarray(sol.row_dual, dtype=float)[n_link:], 0.0).reshape(-1, slots)
+        pre = np.zeros((rd.shape[0], slots + 1))
+        np.add.accumulate(rd, axis=1, out=pre[:, 1:])
+        nr = mk.r_offer.size
+        nxt = np.full(nr, slots, dtype=np.int64)
+        if nr > 1:
+            same = mk.r_offer[1:] == mk.r_offer[:-1]
+            nxt[:-1][same] = mk.r_slot[1:][same]
+        duals = pre[mk.r_offer, nxt] - pre[mk.r_offer, mk.r_slot]
+        h.clearModel()  # the instance is kept for the next sub-market: keep it small
+        return LPResult(True, objective, val[mk.n_places :], val[: mk.n_places], duals, seconds, compile_s)
+
+
+_REUSED = threading.local()
+
+
+def reused_highs() -> Any:
+    """This thread's `bare_highs` instance, options back to HiGHS's defaults (quiet): a new
+    instance is ~30 us (~50 in a clearing), a tenth of a tiny round's whole model. For
+    `WholeNatural` only, which loads its model with `passModel` (dropping the previous model,
+    solution and basis) and releases it after. HiGHS's run clock counts every run of the
+    instance: a MIP's `time_limit` is measured from its own start, an LP's against that clock
+    (`tests/engine/test_solve.py` pins both)."""
+    h = getattr(_REUSED, "h", None)
+    if h is None:
+        h = _REUSED.h = bare_highs()
+    else:
+        h.resetOptions()
+        h.setOptionValue("output_flag", False)
+        h.setOptionValue("log_to_console", False)
     return h
 
 

@@ -3,15 +3,17 @@
     .venv/bin/python -m tests.engine.bench_build [ROUND.json ...] [--reps N]
 
 Per round (default: every sample round) and per sub-market, exactly the building steps
-`clear_component` takes: the Market arrays and the flow form, then, for sub-markets that get the
-full MIP, the natural model loaded into a fresh HiGHS and the LP's data. "old" runs the per-bid
-`build_market` and the COO-assembled matrices of `reference_build.py` and the LP data for cvxpy's
-interface (`test_lp.qp_data`, what compile_s counted then); "new" the engine's: `flow_lp`, and
-the natural model and the LP each loaded into a fresh HiGHS instance (what compile_s counts now,
-including the instances and their options). The two alternate within each repetition, so both
-see the same machine load. Prints the minimum and the median over the repetitions, microseconds
-per flow-form non-zero (the `nonzeros` of `gridx bench`), the ratio new/old, and the load
-average. Not a test: timings are measured by commands, never asserted.
+`clear_component` takes. "old" runs the builders of 2026-11-26: the per-bid `build_market` and
+the COO-assembled matrices of `reference_build.py`, then, for sub-markets that got the full MIP,
+the natural model as a `HighsLp` loaded into a fresh HiGHS and the LP data for cvxpy's interface
+(`test_lp.qp_data`, what compile_s counted then). "new" the engine's (`new_steps`): a sub-market
+solved whole gets the natural form only, loaded once into the thread's HiGHS instance, with the
+MIP's and then the LP's options (`solve.WholeNatural`); a large one the flow form; offerless
+parts nothing. The two alternate within each repetition, so both see the same machine load.
+Prints the minimum and the median over the repetitions, the non-zeros of each (old: the flow
+form, what `gridx bench` reported then; new: the model the engine builds, what it reports now),
+microseconds per non-zero, the ratio of times new/old, and the load average. Not a test:
+timings are measured by commands, never asserted.
 """
 
 from __future__ import annotations
@@ -26,11 +28,11 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from auctions.engine.clearing import FULL_MIP_COLUMNS, NATURAL_MAX_NNZ, _natural_nnz
+from auctions.engine.clearing import FULL_MIP_COLUMNS, NATURAL_MAX_NNZ, _natural_fits, _natural_nnz
 from auctions.engine.components import components
-from auctions.engine.formulation import FlowLP, Market, build_market, flow_lp
+from auctions.engine.formulation import Market, build_market, flow_lp
 from auctions.engine.rounds import Bid, Round, parse_round
-from auctions.engine.solve import _highs_opts, bare_highs, natural_model, quiet_highs
+from auctions.engine.solve import WholeNatural, quiet_highs
 
 from .reference_build import build_market_per_bid, build_matrices_coo, natural_model_coo
 from .test_lp import qp_data
@@ -78,20 +80,6 @@ def old_natural(mk: Market) -> None:
     quiet_highs().passModel(natural_model_coo(mk)[0])
 
 
-def new_natural(mk: Market) -> None:
-    h = bare_highs()
-    for key, val in (("random_seed", 0), ("mip_rel_gap", 1e-4), ("time_limit", 10.0)):
-        h.setOptionValue(key, val)
-    natural_model(mk)[0].pass_to(h)
-
-
-def new_lp(lp: FlowLP) -> None:
-    h = bare_highs()
-    for key, val in _highs_opts("HIGHS", 10.0, {}).items():
-        h.setOptionValue(key, val)
-    lp.pass_to(h)
-
-
 def old_build(parts: list[Round]) -> int:
     return sum(
         steps(p, build_market_per_bid, build_matrices_coo, old_natural, qp_data, empty_too=True)
@@ -99,8 +87,27 @@ def old_build(parts: list[Round]) -> int:
     )
 
 
+def new_steps(part: Round) -> int:
+    """Build one sub-market as `clear_component` does now; returns the non-zeros of the model it
+    builds (what `gridx bench` reports): a sub-market solved whole gets only the natural form,
+    loaded once into the thread's HiGHS instance with the MIP's options, then the LP's options
+    (`WholeNatural`); a large one the flow form. Offerless parts build nothing."""
+    if not part.offers:
+        return 0
+    mk = build_market(part)
+    if not mk.n_places:
+        return 0
+    n_cols = mk.n_places + mk.n_sources + int(mk.r_offer.size)
+    if n_cols <= FULL_MIP_COLUMNS and _natural_fits(mk):
+        wn = WholeNatural(mk, time_limit=10.0, gap=1e-4)
+        wn.lp_options(10.0)
+        wn.h.clearModel()
+        return wn.nnz
+    return flow_lp(mk).nnz
+
+
 def new_build(parts: list[Round]) -> int:
-    return sum(steps(p, build_market, flow_lp, new_natural, new_lp) for p in parts)
+    return sum(new_steps(p) for p in parts)
 
 
 def load() -> str:
@@ -116,25 +123,26 @@ def bench(path: Path, reps: int) -> dict[str, Any]:
     parts_before = old_parts(parts)
     old_t: list[float] = []
     new_t: list[float] = []
-    nnz = 0
+    nnz = old_nnz = 0
     for _ in range(reps):
         t0 = time.perf_counter()
         nnz = new_build(parts)
         t1 = time.perf_counter()
-        old_build(parts_before)
+        old_nnz = old_build(parts_before)
         t2 = time.perf_counter()
         new_t.append(t1 - t0)
         old_t.append(t2 - t1)
-    nz = max(nnz, 1)
+    nz, old_nz = max(nnz, 1), max(old_nnz, 1)
     return {
         "round": path.stem,
         "parts": f"{len(parts_before)}->{len(parts)}",
+        "old_nonzeros": old_nnz,
         "nonzeros": nnz,
         "old_min_ms": round(min(old_t) * 1e3, 3),
         "new_min_ms": round(min(new_t) * 1e3, 3),
         "old_med_ms": round(statistics.median(old_t) * 1e3, 3),
         "new_med_ms": round(statistics.median(new_t) * 1e3, 3),
-        "old_us_per_nz": round(min(old_t) * 1e6 / nz, 2),
+        "old_us_per_nz": round(min(old_t) * 1e6 / old_nz, 2),
         "new_us_per_nz": round(min(new_t) * 1e6 / nz, 2),
         "new_over_old": round(min(new_t) / min(old_t), 3),
         "reps": reps,

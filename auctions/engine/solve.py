@@ -414,19 +414,7 @@ class WholeNatural:
         self.compile_s = time.perf_counter() - t0
 
     def mip(self) -> MIPResult:
-        import time
-
-        h, mk = self.h, self.mk
-        t1 = time.perf_counter()
-        h.run()
-        seconds = time.perf_counter() - t1
-        info = h.getInfo()
-        if info.primal_solution_status != 2:
-            raise SolverFailed(f"no solution (status {h.getModelStatus().name})")
-        col = np.asarray(h.getSolution().col_value, dtype=float)
-        x = np.rint(col[mk.n_places :]).astype(np.int64)
-        optimal = h.getModelStatus().name == "kOptimal"
-        return MIPResult(optimal, x, -float(info.mip_dual_bound), seconds, self.compile_s)
+        return run_natural_mip(self.h, self.mk, self.compile_s)
 
     def lp_options(self, time_limit: float | None) -> None:
         """Turn the loaded MIP into its LP relaxation (options only; the model stays as loaded)."""
@@ -528,7 +516,13 @@ def solve_mip_natural(
         sol.col_value = np.concatenate([z, warm.astype(float)]).tolist()
         sol.value_valid = True
         h.setSolution(sol)
-    compile_s = time.perf_counter() - t0
+    return run_natural_mip(h, mk, time.perf_counter() - t0)
+
+
+def run_natural_mip(h: Any, mk: Market, compile_s: float) -> MIPResult:
+    """Run the natural-form MIP loaded in `h` and read its answer (source values, dual bound)."""
+    import time
+
     t1 = time.perf_counter()
     h.run()
     seconds = time.perf_counter() - t1

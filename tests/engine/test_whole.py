@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import threading
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -36,20 +37,7 @@ def priced_lp_value(mt: FlowLP, duals: np.ndarray) -> float:
     cost[n_zx:] = duals
     upper = mt.col_upper.copy()
     upper[n_zx:] = np.inf
-    FlowLP(
-        mk=mt.mk,
-        c=-cost,
-        col_lower=mt.col_lower,
-        col_upper=upper,
-        row_lower=mt.row_lower,
-        row_upper=mt.row_upper,
-        a_start=mt.a_start,
-        a_index=mt.a_index,
-        a_value=mt.a_value,
-        n_z=mt.n_z,
-        n_x=mt.n_x,
-        n_y=mt.n_y,
-    ).pass_to(h)
+    replace(mt, c=-cost, col_upper=upper).pass_to(h)
     h.run()
     assert h.getModelStatus().name == "kOptimal"
     return -float(h.getInfo().objective_function_value) + float(mt.col_upper[n_zx:] @ duals)

@@ -20,13 +20,15 @@ so the same sub-market always gives the same model, whatever the order of the in
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
-import scipy.sparse as sp
 
 from .rounds import Round
+
+if TYPE_CHECKING:
+    import scipy.sparse as sp  # loaded where the matrices are built: only the cvxpy paths need them
 
 IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float64]
@@ -373,6 +375,8 @@ def csc_from_columns(data: FloatArray, indices: IntArray, counts: IntArray, n_ro
     duplicates) and the number of entries per column. Every matrix of the model has a fixed,
     small pattern per column, so it is written straight in this form: no COO round trip (~140 us
     of scipy overhead per matrix on tiny rounds, and a sort on large ones)."""
+    import scipy.sparse as sp
+
     indptr = column_starts(counts, n_rows, int(indices.size))
     m = sp.csc_matrix(
         (data, indices.astype(indptr.dtype), indptr), shape=(n_rows, int(counts.size)), copy=False

@@ -14,13 +14,15 @@ import logging
 import threading
 import warnings
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import cvxpy as cp
 import numpy as np
 import numpy.typing as npt
 
 from .formulation import FloatArray, FlowLP, IntArray, Market, Matrices, link_entries, pass_csc
+
+if TYPE_CHECKING:
+    import cvxpy as cp
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +60,8 @@ class MIPResult:
 
 
 def _problem(mt: Matrices, integer: bool) -> tuple[cp.Problem, cp.Variable, cp.Variable | None, Any]:
+    import cvxpy as cp
+
     nzx = mt.n_z + mt.n_x
     a_link = mt.a_link.tocsc()
     a_flow = mt.a_flow.tocsc()
@@ -158,6 +162,8 @@ def solve_lp(mt: Matrices | FlowLP, *, solver: str, time_limit: float | None) ->
         if ok and lp.n_y:
             duals = np.maximum(-np.asarray(sol.col_dual, dtype=float)[lp.n_z + lp.n_x :], 0.0)
         return _lp_result(lp, ok, objective, val, duals, seconds, compile_s)
+    import cvxpy as cp  # only here and for the flow-form MIP: ~1 s of imports a HiGHS run skips
+
     t0 = time.perf_counter()
     mats = mt.matrices() if isinstance(mt, FlowLP) else mt
     prob, v, _, cap_con = _problem(mats, integer=False)
@@ -206,6 +212,7 @@ def solve_mip(
     `compile_s`)."""
     import time
 
+    import cvxpy as cp
     import highspy
 
     tc = time.perf_counter()

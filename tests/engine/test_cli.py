@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 from auctions.engine.cli import main
 
 from .checker import problems
+from .conftest import ROUNDS
 
 
 def test_clear_prints_the_result_and_exits_0(tiny, tmp_path, capsys):
@@ -56,3 +60,25 @@ def test_bench_reads_the_rounds_dir_from_the_environment(tiny, tmp_path, monkeyp
     monkeypatch.setenv("GRIDX_ROUNDS_DIR", str(tmp_path))
     assert main(["bench", "--no-direct"]) == 0
     assert "tiny" in capsys.readouterr().out
+
+
+def test_clear_with_highs_never_loads_cvxpy_or_scipy(tmp_path):
+    # cvxpy and scipy.sparse are ~1.1 s of imports and ~75 MB that only the cvxpy paths (another
+    # solver, the flow-form MIP of a huge sub-market) need: `gridx clear` of a small round must
+    # start, clear and exit without them (the engine's target: under 2 s end to end)
+    out = tmp_path / "result.json"
+    code = (
+        "import sys\n"
+        "from auctions.engine.cli import main\n"
+        "assert main(['clear', sys.argv[1], '--out', sys.argv[2]]) == 0\n"
+        "print(sorted(m for m in ('cvxpy', 'scipy', 'scipy.sparse') if m in sys.modules))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(ROUNDS / "small-11.json"), str(out)],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    assert done.stdout.strip().splitlines()[-1] == "[]"
+    assert json.loads(out.read_text())["status"] == "optimal"

@@ -398,11 +398,12 @@ def bare_highs() -> Any:
 
 class WholeNatural:
     """One HiGHS instance holding the natural model of a sub-market solved whole: the MIP, then
-    its LP relaxation (HiGHS's `solve_relaxation`), whose duals are the capacity prices. The natural and the
-    flow form have the same LP (same feasible awards), so this LP's bound equals `solve_lp`'s on
-    `flow_lp`, and its duals, summed per checkpoint interval, are an optimal dual of the flow LP
-    (*Pricing* in docs/engine.md). One model, one instance, no flow-form arrays: what the build
-    of a small round costs is this model (`nnz`), loaded once."""
+    its LP relaxation (HiGHS's `solve_relaxation`), whose duals are the capacity prices. The
+    natural and the flow form have the same LP (same feasible awards), so this LP's bound equals
+    `solve_lp`'s on `flow_lp`, and its duals, summed per checkpoint interval, are an optimal dual
+    of the flow LP (*Solving* in docs/engine.md; `tests/engine/test_whole.py`). One model, one
+    instance, no flow-form arrays: what the build of a small round costs is this model (`nnz`),
+    loaded once."""
 
     def __init__(self, mk: Market, *, time_limit: float | None, gap: float) -> None:
         import time
@@ -479,7 +480,7 @@ def reused_highs() -> Any:
     `WholeNatural` only, which loads its model with `passModel` (dropping the previous model,
     solution and basis) and releases it after. HiGHS's run clock counts every run of the
     instance: a MIP's `time_limit` is measured from its own start, an LP's against that clock
-    (`tests/engine/test_solve.py` pins both)."""
+    (`tests/engine/test_whole.py` pins both)."""
     h = getattr(_REUSED, "h", None)
     if h is None:
         h = _REUSED.h = bare_highs()

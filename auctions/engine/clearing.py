@@ -122,6 +122,21 @@ def _natural_nnz(mk: Market) -> int:
     return int(dur.sum()) + 3 * mk.n_places + 2 * mk.n_sources
 
 
+def _flow_cols(mk: Market) -> int:
+    """Columns of the flow form (z, x and y): what decides between a full MIP and the search."""
+    return mk.n_places + mk.n_sources + int(mk.r_offer.size)
+
+
+def solved_whole(mk: Market, solver: str) -> bool:
+    """Does this sub-market get one natural-form model for its MIP and LP (`WholeNatural`)?"""
+    return (
+        mk.n_places > 0
+        and _flow_cols(mk) <= FULL_MIP_COLUMNS
+        and solver.upper() == "HIGHS"
+        and _natural_fits(mk)
+    )
+
+
 def _natural_fits(mk: Market) -> bool:
     """Is the natural formulation within NATURAL_MAX_NNZ? (A bound on its size first: the exact
     count is three array operations, a few per cent of a tiny round's build.)"""
@@ -166,13 +181,13 @@ def clear_component(rnd: Round, *, time_limit: float | None, gap: float, solver:
         return max((deadline - time.perf_counter()) * frac, 0.05)
 
     mk = build_market(rnd)
-    n_cols = mk.n_places + mk.n_sources + int(mk.r_offer.size)  # the flow form's
     # Solved whole with HiGHS: one model, the natural form (HiGHS searches it better than the flow
     # form, and better unseeded: medium-21 99.97% of the optimum in 25 s, 99.86% seeded with
     # greedy, 99.2% on the flow form seeded), its MIP then its LP in one instance (`WholeNatural`);
     # greedy stays the floor below. Otherwise the flow form. Nothing to place (every bid loses for
     # a structural reason): no model at all.
-    whole = mk.n_places > 0 and n_cols <= FULL_MIP_COLUMNS and solver.upper() == "HIGHS" and _natural_fits(mk)
+    flow_cols = _flow_cols(mk)
+    whole = solved_whole(mk, solver)
     mt = flow_lp(mk) if mk.n_places and not whole else None
     build_s = time.perf_counter() - t0
     compile_s = 0.0
@@ -185,7 +200,7 @@ def clear_component(rnd: Round, *, time_limit: float | None, gap: float, solver:
     n_model_cols, n_model_nnz = (int(mt.c.size), mt.nnz) if mt is not None else (0, 0)
     if mk.n_places:
         alloc = best_greedy(mk)
-        if n_cols <= FULL_MIP_COLUMNS:
+        if flow_cols <= FULL_MIP_COLUMNS:
             wn = WholeNatural(mk, time_limit=left(0.9), gap=gap) if whole else None
             if wn is not None:
                 n_model_cols, n_model_nnz, compile_s = wn.num_col, wn.nnz, wn.compile_s

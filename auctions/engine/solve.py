@@ -411,14 +411,8 @@ class WholeNatural:
         t0 = time.perf_counter()
         self.mk = mk
         model, self.nnz = natural_model(mk)
-        self.num_col, self.num_row = model.num_col, model.num_row
-        h = reused_highs()
-        h.setOptionValue("random_seed", 0)
-        h.setOptionValue("mip_rel_gap", float(gap))
-        if time_limit is not None:
-            h.setOptionValue("time_limit", max(float(time_limit), 0.01))
-        model.pass_to(h)
-        self.h = h
+        self.num_col = model.num_col
+        self.h = load_natural_mip(reused_highs(), model, time_limit=time_limit, gap=gap)
         self.compile_s = time.perf_counter() - t0
 
     def mip(self) -> MIPResult:
@@ -509,14 +503,7 @@ def solve_mip_natural(
 
     t0 = time.perf_counter()
     model, _ = natural_model(mk, cap)
-    h = bare_highs()
-    h.setOptionValue("random_seed", 0)
-    h.setOptionValue("mip_rel_gap", float(gap))
-    if time_limit is not None:
-        h.setOptionValue("time_limit", max(float(time_limit), 0.01))
-    for key, val in (options or {}).items():
-        h.setOptionValue(key, val)
-    model.pass_to(h)
+    h = load_natural_mip(bare_highs(), model, time_limit=time_limit, gap=gap, options=options)
     if warm is not None:
         z = np.zeros(mk.n_places)
         z[mk.k_place[np.flatnonzero(warm)]] = 1.0
@@ -525,6 +512,26 @@ def solve_mip_natural(
         sol.value_valid = True
         h.setSolution(sol)
     return run_natural_mip(h, mk, time.perf_counter() - t0)
+
+
+def load_natural_mip(
+    h: Any,
+    model: NaturalModel,
+    *,
+    time_limit: float | None,
+    gap: float,
+    options: dict[str, Any] | None = None,
+) -> Any:
+    """Set the MIP's options on `h` (seed 0, relative gap, time limit, any `options`) and load
+    `model`; returns `h`."""
+    h.setOptionValue("random_seed", 0)
+    h.setOptionValue("mip_rel_gap", float(gap))
+    if time_limit is not None:
+        h.setOptionValue("time_limit", max(float(time_limit), 0.01))
+    for key, val in (options or {}).items():
+        h.setOptionValue(key, val)
+    model.pass_to(h)
+    return h
 
 
 def run_natural_mip(h: Any, mk: Market, compile_s: float) -> MIPResult:

@@ -28,7 +28,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from auctions.engine.clearing import FULL_MIP_COLUMNS, NATURAL_MAX_NNZ, _natural_fits, _natural_nnz
+from auctions.engine.clearing import FULL_MIP_COLUMNS, NATURAL_MAX_NNZ, _natural_nnz, solved_whole
 from auctions.engine.components import components
 from auctions.engine.formulation import Market, build_market, flow_lp
 from auctions.engine.rounds import Bid, Round, parse_round
@@ -97,8 +97,7 @@ def new_steps(part: Round) -> int:
     mk = build_market(part)
     if not mk.n_places:
         return 0
-    n_cols = mk.n_places + mk.n_sources + int(mk.r_offer.size)
-    if n_cols <= FULL_MIP_COLUMNS and _natural_fits(mk):
+    if solved_whole(mk, "HIGHS"):
         wn = WholeNatural(mk, time_limit=10.0, gap=1e-4)
         wn.lp_options(10.0)
         wn.h.clearModel()

@@ -54,7 +54,13 @@ HEURISTIC_EFFORT = 0.3
 # large-31 (95.74% of the LP bound in one bench run against 95.33-95.44%) but lost on xlarge-41
 # (94.87% against 95.105-95.112%, below its target), so it is not used; see docs/engine.md.
 SUB_GAP = 1e-3
-SUB_OPTIONS = {"mip_heuristic_effort": HEURISTIC_EFFORT}
+# HiGHS's light presolve (`presolve_mode = 2`; default 0, the full one): xlarge-41's sub-MIPs carry
+# a capacity row per offer and slot (75k rows, ~1.5k after presolve), and the full presolve took
+# ~2.4 s of a 5 s limit; on 21 of its region MIPs the light one found 1.48M cents of gains in 60 s
+# against 0.93M, and 240 s searches from one start reached 183.72M twice against 183.40-183.61M.
+# Neutral on large-31 (25k rows): docs/engine-experiments.md, *Light presolve in the sub-MIPs*.
+SUB_PRESOLVE_MODE = 2
+SUB_OPTIONS = {"mip_heuristic_effort": HEURISTIC_EFFORT, "presolve_mode": SUB_PRESOLVE_MODE}
 # The most bids a switch should free (its neighbourhood is narrowed until it frees no more, or
 # cannot be narrowed further); large-31's switches free 16-98.
 SWITCH_BIDS = 2 * REGION_BIDS

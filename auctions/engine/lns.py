@@ -52,7 +52,8 @@ HEURISTIC_EFFORT = 0.3
 # Relative gap of a region's MIP: its objective is a small part of the round's, so closing the
 # last 0.1% of it is not worth the time. 1e-2 (2026-12-02) made ~1.7x more moves and gained on
 # large-31 (95.74% of the LP bound in one bench run against 95.33-95.44%) but lost on xlarge-41
-# (94.87% against 95.105-95.112%, below its target), so it is not used; see docs/engine.md.
+# (94.87% against 95.105-95.112%, below its target), so it is not used; see run c in
+# docs/engine-experiments.md, *Benchmark runs*.
 SUB_GAP = 1e-3
 # HiGHS's light presolve (`presolve_mode = 2`; default 0, the full one): xlarge-41's sub-MIPs carry
 # a capacity row per offer and slot (75k rows, ~1.5k after presolve), and the full presolve took

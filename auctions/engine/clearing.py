@@ -29,7 +29,7 @@ from .formulation import (
 from .heuristics import Allocation, best_greedy, from_x, priced_greedy
 from .lagrange import LagrangeResult, lagrangian_bound
 from .rounds import RESULT_FORMAT, Round, parse_round
-from .solve import SolverFailed, WholeNatural, solve_lp, solve_mip, solve_mip_natural
+from .solve import Handover, SolverFailed, WholeNatural, solve_lp, solve_mip, solve_mip_natural
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +40,12 @@ FULL_MIP_COLUMNS = 40_000
 # The full MIP goes to HiGHS directly on the natural formulation (a capacity row per offer per
 # slot) up to this many non-zeros there; above, the flow form through cvxpy.
 NATURAL_MAX_NNZ = 1_500_000
+# The full MIP hands the rest of its time to the search (`lns.improve`, from its incumbent) when,
+# after HANDOVER_SHARE of the time, its gap is still above HANDOVER_GAP; on sub-markets of at
+# least SEARCH_MIN_COLUMNS flow-form columns. See *Solving* in docs/engine.md.
+HANDOVER_SHARE = 0.3
+HANDOVER_GAP = 0.01
+SEARCH_MIN_COLUMNS = 2_000
 # Placements per bid kept for the restricted MIP of large sub-markets.
 TOP_PLACEMENTS = 4
 # Below this many model columns in total, sub-markets are solved in-process (process start-up
@@ -201,7 +207,11 @@ def clear_component(rnd: Round, *, time_limit: float | None, gap: float, solver:
     if mk.n_places:
         alloc = best_greedy(mk)
         if flow_cols <= FULL_MIP_COLUMNS:
-            wn = WholeNatural(mk, time_limit=left(0.9), gap=gap) if whole else None
+            search = solver.upper() == "HIGHS" and deadline is not None and flow_cols >= SEARCH_MIN_COLUMNS
+            handover = None
+            if search and whole and time_limit is not None:
+                handover = Handover(HANDOVER_SHARE * time_limit, HANDOVER_GAP, alloc.welfare(mk))
+            wn = WholeNatural(mk, time_limit=left(0.9), gap=gap, handover=handover) if whole else None
             if wn is not None:
                 n_model_cols, n_model_nnz, compile_s = wn.num_col, wn.nnz, wn.compile_s
             proven = False
@@ -234,6 +244,11 @@ def clear_component(rnd: Round, *, time_limit: float | None, gap: float, solver:
                 bound = _trivial_bound(mk)
             if not proven:
                 status = "time_limit"
+                stop = None if deadline is None else deadline - 0.02 * (deadline - t0) - 0.5
+                if search and stop is not None and stop - time.perf_counter() > 1.0:
+                    t_lns = time.perf_counter()
+                    alloc = lns.improve(mk, alloc, deadline=stop, gap=gap, valid=_valid, restrict=_restrict)
+                    mip_s += time.perf_counter() - t_lns
         else:
             # Large: a Lagrangian bound (tighter than the LP on large-31 and 2-3x faster; the LP of
             # xlarge-41 does not finish), its prices to guide the greedy, then a MIP on the most

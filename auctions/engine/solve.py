@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -396,6 +397,29 @@ def bare_highs() -> Any:
     return h
 
 
+@dataclass(frozen=True)
+class Handover:
+    """When a full MIP gives its time to the search (`clearing.clear_component`): once it has run
+    `after_s` seconds, HiGHS is interrupted as soon as its gap, against the better of its incumbent
+    and `floor` (the welfare the caller already holds), is above `max_gap`."""
+
+    after_s: float
+    max_gap: float
+    floor: float
+
+    def callback(self) -> Callable[[Any], None]:
+        def check(e: Any) -> None:
+            out = e.data_out
+            if out.running_time < self.after_s:
+                return
+            dual = -float(out.mip_dual_bound)
+            have = max(-float(out.mip_primal_bound), self.floor)
+            if dual - have > self.max_gap * max(abs(dual), 1.0):
+                e.interrupt()
+
+        return check
+
+
 class WholeNatural:
     """One HiGHS instance holding the natural model of a sub-market solved whole: the MIP, then
     its LP relaxation (HiGHS's `solve_relaxation`), whose duals are the capacity prices. The
@@ -405,14 +429,21 @@ class WholeNatural:
     instance, no flow-form arrays: what the build of a small round costs is this model (`nnz`),
     loaded once."""
 
-    def __init__(self, mk: Market, *, time_limit: float | None, gap: float) -> None:
+    def __init__(
+        self, mk: Market, *, time_limit: float | None, gap: float, handover: Handover | None = None
+    ) -> None:
         import time
 
         t0 = time.perf_counter()
         self.mk = mk
         model, self.nnz = natural_model(mk)
         self.num_col = model.num_col
-        self.h = load_natural_mip(reused_highs(), model, time_limit=time_limit, gap=gap)
+        # a handover needs HiGHS's callbacks, which the bare reused instance lacks; a new instance
+        # also starts its run clock at 0, the clock the callback reads
+        h = reused_highs() if handover is None else quiet_highs()
+        if handover is not None:
+            h.cbMipInterrupt.subscribe(handover.callback())
+        self.h = load_natural_mip(h, model, time_limit=time_limit, gap=gap)
         self.compile_s = time.perf_counter() - t0
 
     def mip(self) -> MIPResult:

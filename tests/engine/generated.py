@@ -1,9 +1,15 @@
 """Seeded random rounds shaped like the sample rounds (several models and clusters, all-or-nothing
-and partial bids, XOR groups across models), big enough that greedy is not optimal."""
+and partial bids, XOR groups across models), big enough that greedy is not optimal.
+
+    python -m tests.engine.generated SEED [BIDS OFFERS SLOTS] > ROUND.json   # default 80 14 48
+
+writes one as a round file (docs/engine.md measures the engine on such rounds of other sizes)."""
 
 from __future__ import annotations
 
+import json
 import random
+import sys
 from typing import Any
 
 MODELS = ["A100", "H100", "H200"]
@@ -66,3 +72,17 @@ def generated_round(seed: int, n_bids: int = 80, n_offers: int = 14, slots: int 
         "offers": offers,
         "bids": bids,
     }
+
+
+def main(argv: list[str]) -> int:
+    if not 1 <= len(argv) <= 4 or not all(a.isdigit() for a in argv):
+        sys.stderr.write("usage: python -m tests.engine.generated SEED [BIDS OFFERS SLOTS]\n")
+        return 2
+    seed, *size = (int(a) for a in argv)
+    kw = dict(zip(("n_bids", "n_offers", "slots"), size, strict=False))
+    sys.stdout.write(json.dumps(generated_round(seed, **kw), indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

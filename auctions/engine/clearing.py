@@ -44,7 +44,7 @@ NATURAL_MAX_NNZ = 1_500_000
 # HANDOVER_SHARE of the time, its gap is still above HANDOVER_GAP; on sub-markets of at least
 # SEARCH_MIN_COLUMNS flow-form columns. The search starts from the best of the MIP's incumbent
 # and the greedy passes that Lagrangian prices guide (`large_start`, given HANDOVER_LAGRANGE of
-# the time left: +0.4 to +1.9 points of the LP bound on four of five generated rounds, even on
+# the time left: +0.4 to +1.9 points of the LP bound on four of five generated rounds, -0.05 on
 # the fifth). See *Solving* in docs/engine.md.
 HANDOVER_SHARE = 0.3
 HANDOVER_GAP = 0.01
@@ -251,7 +251,7 @@ def clear_component(rnd: Round, *, time_limit: float | None, gap: float, solver:
                 stop = None if deadline is None else deadline - 0.02 * (deadline - t0) - 0.5
                 if search and stop is not None and stop - time.perf_counter() > 1.0:
                     t_lns = time.perf_counter()
-                    # its bound is valid too (capacity priced, the rest exact): keep the tighter
+                    # the Lagrangian bound is valid too (capacity priced, the rest exact): keep the tighter
                     alloc, lag = large_start(mk, alloc, seconds=HANDOVER_LAGRANGE * (stop - t_lns))
                     bound = min(bound, lag.bound)
                     alloc = lns.improve(mk, alloc, deadline=stop, gap=gap, valid=_valid, restrict=_restrict)

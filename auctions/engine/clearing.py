@@ -249,8 +249,8 @@ def clear_component(rnd: Round, *, time_limit: float | None, gap: float, solver:
             if not proven:
                 status = "time_limit"
                 stop = None if deadline is None else deadline - 0.02 * (deadline - t0) - 0.5
-                if search and stop is not None and stop - time.perf_counter() > 1.0:
-                    t_lns = time.perf_counter()
+                t_lns = time.perf_counter()
+                if search and stop is not None and stop - t_lns > 1.0:
                     # the Lagrangian bound is valid too (capacity priced, the rest exact): keep the tighter
                     alloc, lag = large_start(mk, alloc, seconds=HANDOVER_LAGRANGE * (stop - t_lns))
                     bound = min(bound, lag.bound)

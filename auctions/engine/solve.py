@@ -440,8 +440,10 @@ class WholeNatural:
         self.num_col = model.num_col
         # a handover needs HiGHS's callbacks, which the bare reused instance lacks; a new instance
         # also starts its run clock at 0, the clock the callback reads
-        h = reused_highs() if handover is None else quiet_highs()
-        if handover is not None:
+        if handover is None:
+            h = reused_highs()
+        else:
+            h = quiet_highs()
             h.cbMipInterrupt.subscribe(handover.callback())
         self.h = load_natural_mip(h, model, time_limit=time_limit, gap=gap)
         self.compile_s = time.perf_counter() - t0

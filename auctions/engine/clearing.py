@@ -210,7 +210,8 @@ def clear_component(rnd: Round, *, time_limit: float | None, gap: float, solver:
     n_model_cols, n_model_nnz = (int(mt.c.size), mt.nnz) if mt is not None else (0, 0)
     if mk.n_places:
         alloc = best_greedy(mk)
-        if flow_cols <= FULL_MIP_COLUMNS:
+        large = flow_cols > FULL_MIP_COLUMNS
+        if not large:
             search = solver.upper() == "HIGHS" and deadline is not None and flow_cols >= SEARCH_MIN_COLUMNS
             handover = None
             if search and whole and time_limit is not None:
@@ -234,42 +235,53 @@ def clear_component(rnd: Round, *, time_limit: float | None, gap: float, solver:
             except SolverFailed as exc:
                 log.warning("MIP failed on a sub-market of %d bids: %s", len(rnd.bids), exc)
                 bound = math.inf
-            if wn is not None:
-                lp = wn.lp(time_limit=left())
-            else:
-                assert mt is not None
-                lp = solve_lp(mt, solver=solver, time_limit=left())
-            lp_s = lp.seconds
-            compile_s += lp.compile_s
-            if lp.optimal:
-                np.add.at(duals, (mk.r_offer, mk.r_slot), lp.duals)
-                bound = min(bound, lp.objective)
-            if not math.isfinite(bound):
-                bound = _trivial_bound(mk)
-            if not proven:
-                status = "time_limit"
-                stop = None if deadline is None else deadline - 0.02 * (deadline - t0) - 0.5
-                t_lns = time.perf_counter()
-                if search and stop is not None and stop - t_lns > 1.0:
-                    # the Lagrangian bound is valid too (capacity priced, the rest exact): keep the tighter
-                    alloc, lag = large_start(mk, alloc, seconds=HANDOVER_LAGRANGE * (stop - t_lns))
-                    bound = min(bound, lag.bound)
-                    alloc = lns.improve(mk, alloc, deadline=stop, gap=gap, valid=_valid, restrict=_restrict)
-                    mip_s += time.perf_counter() - t_lns
+            # a MIP handed over goes on as a large sub-market (below), from its incumbent, with its
+            # dual bound: its LP would cost 1-9 s on 13k-30k columns for prices and a bound the
+            # Lagrangian gives in ~1 s
+            large = wn is not None and wn.interrupted()
+            if not large:
+                if wn is not None:
+                    lp = wn.lp(time_limit=left())
+                else:
+                    assert mt is not None
+                    lp = solve_lp(mt, solver=solver, time_limit=left())
+                lp_s = lp.seconds
+                compile_s += lp.compile_s
+                if lp.optimal:
+                    np.add.at(duals, (mk.r_offer, mk.r_slot), lp.duals)
+                    bound = min(bound, lp.objective)
+                if not math.isfinite(bound):
+                    bound = _trivial_bound(mk)
+                if not proven:
+                    status = "time_limit"
+                    stop = None if deadline is None else _search_stop(t0, deadline)
+                    t_lns = time.perf_counter()
+                    if search and stop is not None and stop - t_lns > 1.0:
+                        # the Lagrangian bound is valid too (capacity priced, the rest exact):
+                        # keep the tighter
+                        alloc, lag = large_start(mk, alloc, seconds=HANDOVER_LAGRANGE * (stop - t_lns))
+                        bound = min(bound, lag.bound)
+                        alloc = lns.improve(
+                            mk, alloc, deadline=stop, gap=gap, valid=_valid, restrict=_restrict
+                        )
+                        mip_s += time.perf_counter() - t_lns
+            elif wn is not None:
+                wn.release()
         else:
+            bound = math.inf
+        if large:
             # Large: a Lagrangian bound (tighter than the LP on large-31 and 2-3x faster; the LP of
-            # xlarge-41 does not finish), its prices to guide the greedy, then a MIP on the most
-            # promising placements, warm-started.
+            # xlarge-41 does not finish), its prices to guide the greedy and to price, then the
+            # search (HiGHS) or a MIP on the most promising placements, warm-started.
             alloc, lag = large_start(mk, alloc, seconds=(left(0.3) or 120.0))
             lp_s = lag.seconds
-            bound = lag.bound
+            bound = min(bound, lag.bound)
             duals = lag.lam
             if solver.upper() == "HIGHS" and deadline is not None:
                 t_lns = time.perf_counter()
-                # pricing and assembly after the search: ~1.5% of the budget on xlarge-41
-                stop = deadline - 0.02 * (deadline - t0) - 1.0
+                stop = _search_stop(t0, deadline)
                 alloc = lns.improve(mk, alloc, deadline=stop, gap=gap, valid=_valid, restrict=_restrict)
-                mip_s = time.perf_counter() - t_lns
+                mip_s += time.perf_counter() - t_lns
             else:
                 alloc, mip_s, compile_s = _restricted_mip(mk, alloc, lag.score, solver, left(0.95), gap)
             status = "time_limit"
@@ -293,6 +305,15 @@ def clear_component(rnd: Round, *, time_limit: float | None, gap: float, solver:
         "submarkets": 1,
     }
     return piece
+
+
+def _search_stop(t0: float, deadline: float) -> float:
+    """When the search of a sub-market started at `t0` stops: what is left is for pricing and
+    assembly (~1.5% of the budget on xlarge-41) and for a sub-MIP that overruns its limit (HiGHS
+    checks its clock only now and then). The fixed part is at most 5% of the budget, so that short
+    budgets (a 10 s preview) are not mostly margin."""
+    budget = deadline - t0
+    return deadline - 0.02 * budget - min(1.0, 0.05 * budget)
 
 
 def large_start(mk: Market, alloc: Allocation, *, seconds: float) -> tuple[Allocation, LagrangeResult]:
@@ -579,18 +600,24 @@ def clear(
     order = sorted(range(len(parts)), key=lambda i: (-sizes[i], i))
     n_workers = workers if workers is not None else min(os.cpu_count() or 1, max(len(parts), 1))
     total = sum(sizes) or 1
+    big = [i for i in order if sizes[i] > 0]
+    in_processes = n_workers > 1 and len(big) > 1 and total >= PARALLEL_MIN_COLUMNS and _can_fork_children()
     budgets: list[float | None] = []
     for s in sizes:
         if time_limit is None:
             budgets.append(None)
         else:
-            share = min(1.0, s / total * max(n_workers, 1)) if len(parts) > 1 else 1.0
-            # keep back time for process start-up (several parts) or pricing and assembly (one)
-            budgets.append(max(time_limit * (0.92 if len(parts) > 1 else 0.97) * share, 0.2))
+            # parts in processes run side by side, n_workers at a time; in this process one after
+            # the other, so their budgets must add up to the limit
+            share = (
+                min(1.0, s / total * (max(n_workers, 1) if in_processes else 1)) if len(parts) > 1 else 1.0
+            )
+            # keep back time for merging the parts and pricing, and for starting processes when
+            # the parts run in them (a round whose one other part is its offerless bids runs here)
+            budgets.append(max(time_limit * (0.92 if in_processes else 0.97) * share, 0.2))
     pieces: list[dict[str, Any] | None] = [None] * len(parts)
     try:
-        big = [i for i in order if sizes[i] > 0]
-        if n_workers > 1 and len(big) > 1 and total >= PARALLEL_MIN_COLUMNS and _can_fork_children():
+        if in_processes:
             ctx = multiprocessing.get_context("spawn")
             with ProcessPoolExecutor(max_workers=min(n_workers, len(big)), mp_context=ctx) as pool:
                 futs = {i: pool.submit(_run_piece, (parts[i], budgets[i], gap, solver)) for i in big}

@@ -451,6 +451,14 @@ class WholeNatural:
     def mip(self) -> MIPResult:
         return run_natural_mip(self.h, self.mk, self.compile_s)
 
+    def interrupted(self) -> bool:
+        """Whether the handover stopped the MIP (HiGHS's model status after a callback's interrupt)."""
+        return bool(self.h.getModelStatus().name == "kInterrupt")
+
+    def release(self) -> None:
+        """Drop the model (a sub-market that needs no LP from this instance)."""
+        self.h.clearModel()
+
     def lp_options(self, time_limit: float | None) -> None:
         """Turn the loaded MIP into its LP relaxation (options only; the model stays as loaded)."""
         h = self.h

@@ -31,7 +31,9 @@ def test_a_mip_above_the_handover_gap_is_interrupted():
     wn = solve.WholeNatural(mk, time_limit=60.0, gap=1e-4, handover=hand)
     wn.h.run()
     assert wn.h.getModelStatus().name == "kInterrupt"
-    # the LP still runs in the same instance afterwards (its bound and prices)
+    assert wn.interrupted()
+    # the LP can still run in the same instance afterwards (the clearing skips it: the
+    # Lagrangian gives the bound and prices of a handed-over sub-market)
     lp = wn.lp(time_limit=30.0)
     assert lp.optimal
 
@@ -39,8 +41,10 @@ def test_a_mip_above_the_handover_gap_is_interrupted():
 def test_a_mip_within_the_handover_gap_keeps_its_time_and_proves_optimality():
     mk = largest_market(load_round("small-12"))
     hand = solve.Handover(after_s=0.0, max_gap=1.0, floor=0.0)
-    mip = solve.WholeNatural(mk, time_limit=30.0, gap=0.0, handover=hand).mip()
+    wn = solve.WholeNatural(mk, time_limit=30.0, gap=0.0, handover=hand)
+    mip = wn.mip()
     assert mip.optimal
+    assert not wn.interrupted()
     assert round(float(mip.x @ mk.k_value)) == 517776
 
 

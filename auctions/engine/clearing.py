@@ -42,10 +42,11 @@ FULL_MIP_COLUMNS = 40_000
 NATURAL_MAX_NNZ = 1_500_000
 # The full MIP hands the rest of its time to the search (`lns.improve`) when, after
 # HANDOVER_SHARE of the time, its gap is still above HANDOVER_GAP; on sub-markets of at least
-# SEARCH_MIN_COLUMNS flow-form columns. The search starts from the best of the MIP's incumbent
-# and the greedy passes that Lagrangian prices guide (`large_start`, given HANDOVER_LAGRANGE of
-# the time left: +0.4 to +1.9 points of the LP bound on four of five generated rounds, -0.05 on
-# the fifth). See *Solving* in docs/engine.md.
+# SEARCH_MIN_COLUMNS flow-form columns. The sub-market then goes on as a large one (Lagrangian
+# bound, prices and start, then the search from the best of that start and the MIP's incumbent).
+# A MIP that ran to its own limit without a handover (gap below HANDOVER_GAP but not proven)
+# has its LP, then the Lagrangian start gets HANDOVER_LAGRANGE of the time left and the search
+# the rest. See *Solving* in docs/engine.md.
 HANDOVER_SHARE = 0.3
 HANDOVER_GAP = 0.01
 SEARCH_MIN_COLUMNS = 2_000

@@ -603,19 +603,17 @@ def clear(
     total = sum(sizes) or 1
     big = [i for i in order if sizes[i] > 0]
     in_processes = n_workers > 1 and len(big) > 1 and total >= PARALLEL_MIN_COLUMNS and _can_fork_children()
-    budgets: list[float | None] = []
-    for s in sizes:
-        if time_limit is None:
-            budgets.append(None)
-        else:
-            # parts in processes run side by side, n_workers at a time; in this process one after
-            # the other, so their budgets must add up to the limit
-            share = (
-                min(1.0, s / total * (max(n_workers, 1) if in_processes else 1)) if len(parts) > 1 else 1.0
-            )
-            # keep back time for merging the parts and pricing, and for starting processes when
-            # the parts run in them (a round whose one other part is its offerless bids runs here)
-            budgets.append(max(time_limit * (0.92 if in_processes else 0.97) * share, 0.2))
+    # keep back time for merging the parts and pricing, and for starting processes when the parts
+    # run in them (a round whose one other part is its offerless bids runs here)
+    budgets: list[float | None] = (
+        [None] * len(parts)
+        if time_limit is None
+        else _budgets(
+            sizes,
+            min(n_workers, len(big)) if in_processes else 1,
+            time_limit * (0.92 if in_processes else 0.97),
+        )
+    )
     pieces: list[dict[str, Any] | None] = [None] * len(parts)
     try:
         if in_processes:
@@ -637,6 +635,20 @@ def clear(
     result["stats"]["wall_s"] = round(time.perf_counter() - t0, 6)
     result["stats"]["workers"] = n_workers
     return result
+
+
+def _budgets(sizes: list[int], slots: int, limit: float) -> list[float | None]:
+    """Each part's time, in proportion to its size, such that the parts all end within `limit`
+    when run `slots` at a time, each as soon as a slot is free (a process pool, or one after the
+    other in this process for one slot): any such schedule ends by `sum / slots + (1 - 1 / slots)
+    x max` (Graham's bound for list scheduling), whatever the parts' real durations up to their
+    budgets. Parts that all run at once each get the whole limit; so do parts with nothing to
+    solve (no offers)."""
+    big = [s for s in sizes if s > 0]
+    if len(big) <= slots:
+        return [limit] * len(sizes)
+    span = sum(big) / slots + (1 - 1 / slots) * max(big)
+    return [max(limit * s / span, 0.2) if s > 0 else limit for s in sizes]
 
 
 def _size_hint(rnd: Round) -> int:

@@ -133,6 +133,24 @@ def test_sub_markets_cleared_one_after_the_other_share_the_time_limit():
     assert result["stats"]["wall_s"] <= 6.0 + 0.5
 
 
+@pytest.mark.slow
+def test_sub_markets_in_processes_end_within_the_time_limit():
+    # three medium-21s on models of their own, two processes: the third part starts when one of
+    # the first two ends, so each gets half the limit (9.4 s in all here); at two thirds each
+    # (their share of the size times two processes, as before) a 12 s clearing took 12.6 s
+    doc = load_round("medium-21")
+    three = [doc, _renamed(doc, "x"), _renamed(doc, "y")]
+    rounds = {
+        **doc,
+        "offers": [o for d in three for o in d["offers"]],
+        "bids": [b for d in three for b in d["bids"]],
+    }
+    result = clear(rounds, time_limit=12.0, workers=2)
+    assert result["stats"]["submarkets"] >= 3
+    assert problems(rounds, result) == []
+    assert result["stats"]["wall_s"] <= 12.0
+
+
 def test_prices_are_at_least_the_cheapest_traded_reserve(tiny):
     result = clear(tiny)
     for row in result["prices"]:

@@ -603,22 +603,19 @@ def clear(
     total = sum(sizes) or 1
     big = [i for i in order if sizes[i] > 0]
     in_processes = n_workers > 1 and len(big) > 1 and total >= PARALLEL_MIN_COLUMNS and _can_fork_children()
+    slots = min(n_workers, len(big)) if in_processes else 1  # parts running at once
     # keep back time for merging the parts and pricing, and for starting processes when the parts
     # run in them (a round whose one other part is its offerless bids runs here)
     budgets: list[float | None] = (
         [None] * len(parts)
         if time_limit is None
-        else _budgets(
-            sizes,
-            min(n_workers, len(big)) if in_processes else 1,
-            time_limit * (0.92 if in_processes else 0.97),
-        )
+        else _budgets(sizes, slots, time_limit * (0.92 if in_processes else 0.97))
     )
     pieces: list[dict[str, Any] | None] = [None] * len(parts)
     try:
         if in_processes:
             ctx = multiprocessing.get_context("spawn")
-            with ProcessPoolExecutor(max_workers=min(n_workers, len(big)), mp_context=ctx) as pool:
+            with ProcessPoolExecutor(max_workers=slots, mp_context=ctx) as pool:
                 futs = {i: pool.submit(_run_piece, (parts[i], budgets[i], gap, solver)) for i in big}
                 for i in order:
                     if i not in futs:

@@ -13,6 +13,17 @@ from typing import Any
 ROUND_FORMAT = "gridx.round/v1"
 RESULT_FORMAT = "gridx.result/v1"
 
+# Upper limits on a round's numbers, far above any real market (the app caps prices at 100,000
+# cents per GPU-hour and orders at 4,096 GPUs by default, and its horizon is 14 days of slots that
+# divide an hour) but low enough that the engine's int64 arithmetic cannot overflow: a loser's
+# price needed sums price x GPUs over its slots, at most 1e7 x 1e5 x 1e5 = 1e17 < 2**63. Without
+# them a limit of 4e18 overflowed and the bid was reported below reserve, and a 1e30 count or a
+# horizon of 1e12 slots ended in `error` instead of naming the field.
+MAX_SLOTS = 100_000
+MAX_SLOT_MINUTES = 1_440
+MAX_GPUS = 100_000
+MAX_CENTS_PER_GPU_HOUR = 10_000_000
+
 
 @dataclass(frozen=True, slots=True)
 class Offer:
@@ -84,7 +95,15 @@ class _Checker:
             return None
         return v
 
-    def integer(self, obj: dict[str, Any], path: str, name: str, *, minimum: int | None = None) -> int | None:
+    def integer(
+        self,
+        obj: dict[str, Any],
+        path: str,
+        name: str,
+        *,
+        minimum: int | None = None,
+        maximum: int | None = None,
+    ) -> int | None:
         ok, v = self.key(obj, path, name)
         if not ok:
             return None
@@ -95,6 +114,9 @@ class _Checker:
             return None
         if minimum is not None and v < minimum:
             self.add(p, f"must be at least {minimum}, got {v}")
+            return None
+        if maximum is not None and v > maximum:
+            self.add(p, f"must be at most {maximum:,}, got {v}")
             return None
         return v
 
@@ -134,8 +156,8 @@ def parse_round(doc: object) -> tuple[Round | None, list[str]]:
                 c.add("start", "must carry a UTC offset (for example 2026-12-01T00:00:00Z)")
         except ValueError:
             c.add("start", f"must be an ISO 8601 timestamp, got {start!r}")
-    slot_minutes = c.integer(doc, "", "slot_minutes", minimum=1)
-    slots = c.integer(doc, "", "slots", minimum=1)
+    slot_minutes = c.integer(doc, "", "slot_minutes", minimum=1, maximum=MAX_SLOT_MINUTES)
+    slots = c.integer(doc, "", "slots", minimum=1, maximum=MAX_SLOTS)
     c.string(doc, "", "currency")
 
     offers: list[Offer] = []
@@ -203,10 +225,10 @@ def _offer(
     team = c.string(o, path, "team")
     cluster = c.string(o, path, "cluster")
     model = c.string(o, path, "gpu_model")
-    gpus = c.integer(o, path, "gpus", minimum=1)
+    gpus = c.integer(o, path, "gpus", minimum=1, maximum=MAX_GPUS)
     start = c.integer(o, path, "start_slot", minimum=0)
     end = c.integer(o, path, "end_slot", minimum=1)
-    reserve = c.integer(o, path, "reserve_cents_per_gpu_hour", minimum=0)
+    reserve = c.integer(o, path, "reserve_cents_per_gpu_hour", minimum=0, maximum=MAX_CENTS_PER_GPU_HOUR)
     _window(c, path, start, "start_slot", end, "end_slot", slots)
     if len(c.problems) > before:
         return None
@@ -246,8 +268,8 @@ def _bid(c: _Checker, b: object, path: str, slots: int | None, seen: dict[str, i
                     c.add(f"{path}.gpu_models[{j}]", f"must be a non-empty string, got {_type_name(m)}")
                 else:
                     models.append(m)
-    gpus = c.integer(b, path, "gpus", minimum=1)
-    min_gpus = c.integer(b, path, "min_gpus", minimum=1)
+    gpus = c.integer(b, path, "gpus", minimum=1, maximum=MAX_GPUS)
+    min_gpus = c.integer(b, path, "min_gpus", minimum=1, maximum=MAX_GPUS)
     if gpus is not None and min_gpus is not None and min_gpus > gpus:
         c.add(f"{path}.min_gpus", f"must be at most gpus ({gpus}), got {min_gpus}")
     duration = c.integer(b, path, "duration_slots", minimum=1)
@@ -264,7 +286,7 @@ def _bid(c: _Checker, b: object, path: str, slots: int | None, seen: dict[str, i
     ok, colocate = c.key(b, path, "colocate")
     if ok and not isinstance(colocate, bool):
         c.add(f"{path}.colocate", f"must be a boolean, got {_type_name(colocate)}")
-    limit = c.integer(b, path, "limit_cents_per_gpu_hour", minimum=0)
+    limit = c.integer(b, path, "limit_cents_per_gpu_hour", minimum=0, maximum=MAX_CENTS_PER_GPU_HOUR)
     xor = b.get("xor_group")
     if xor is not None and (not isinstance(xor, str) or not xor):
         c.add(f"{path}.xor_group", f"must be a non-empty string or null, got {_type_name(xor)}")

@@ -151,6 +151,17 @@ MAX_OPEN_BIDS = env_int("MAX_OPEN_BIDS", 5000)
 MAX_GPUS_PER_ORDER = env_int("MAX_GPUS_PER_ORDER", 4096)
 # A price above this is refused as absurd: $1,000 per GPU-hour is far beyond any datacentre GPU.
 MAX_PRICE_CENTS_PER_GPU_HOUR = env_int("MAX_PRICE_CENTS_PER_GPU_HOUR", 100_000)
+# The clearing engine refuses rounds beyond its own limits (auctions/engine/rounds.py: prices up
+# to 10,000,000 cents per GPU-hour, 100,000 GPUs, 100,000 slots), so the market must stay inside
+# them or its rounds could not be cleared.
+if MAX_PRICE_CENTS_PER_GPU_HOUR > 10_000_000:
+    raise ValueError("MAX_PRICE_CENTS_PER_GPU_HOUR must be at most 10,000,000 (the engine's limit)")
+if MAX_GPUS_PER_ORDER > 100_000:
+    raise ValueError("MAX_GPUS_PER_ORDER must be at most 100,000 (the engine's limit)")
+if MAX_HORIZON_DAYS * 24 * 60 // SLOT_MINUTES > 100_000:
+    raise ValueError(
+        "MAX_HORIZON_DAYS x 24 x 60 / SLOT_MINUTES must be at most 100,000 slots (the engine's limit)"
+    )
 MARKET_CURRENCY = "usd"
 
 # --- Stripe -----------------------------------------------------------------------------------

@@ -158,3 +158,98 @@ def test_extra_keys_are_ignored(tiny):
     doc["comment"] = "hello"
     doc["bids"][0]["note"] = {"x": 1}
     assert clear(doc)["welfare_cents"] == 8480
+
+
+@pytest.mark.parametrize(
+    ("where", "key", "value"),
+    [
+        (None, "slots", 100_001),
+        (None, "slot_minutes", 1_441),
+        ("offers", "gpus", 10**30),
+        ("offers", "reserve_cents_per_gpu_hour", 2**63),
+        ("bids", "gpus", 100_001),
+        ("bids", "min_gpus", 10**30),
+        ("bids", "limit_cents_per_gpu_hour", 4 * 10**18),
+    ],
+)
+def test_numbers_beyond_the_engines_limits_are_reported(tiny, where, key, value):
+    # before the limits a 4e18 limit overflowed int64 and the bid was reported below reserve, and
+    # a 1e30 count ended in status "error" with no field named
+    doc = copy.deepcopy(tiny)
+    target = doc if where is None else doc[where][2]
+    target[key] = value
+    path = key if where is None else f"{where}[2].{key}"
+    assert any(p.startswith(f"{path}: must be at most") for p in bad(doc))
+
+
+def test_a_round_at_the_engines_limits_clears_exactly():
+    # every number at its limit: the welfare, the payments and a loser's price needed are exact
+    # (no int64 overflow), and the result passes the independent checker
+    slots, top, most = 100_000, 10_000_000, 100_000
+    doc = {
+        "format": "gridx.round/v1",
+        "round": "limits",
+        "start": "2026-12-01T00:00:00Z",
+        "slot_minutes": 1_440,
+        "slots": slots,
+        "currency": "usd",
+        "offers": [
+            {
+                "id": "o1",
+                "team": "s",
+                "cluster": "c",
+                "gpu_model": "M",
+                "gpus": most,
+                "start_slot": 0,
+                "end_slot": slots,
+                "reserve_cents_per_gpu_hour": 1,
+            },
+        ],
+        "bids": [
+            {
+                "id": "b1",
+                "team": "t",
+                "gpu_models": ["M"],
+                "gpus": most,
+                "min_gpus": most,
+                "duration_slots": slots,
+                "earliest_start_slot": 0,
+                "latest_end_slot": slots,
+                "colocate": True,
+                "limit_cents_per_gpu_hour": top,
+            },
+            {
+                "id": "b2",
+                "team": "u",
+                "gpu_models": ["M"],
+                "gpus": most,
+                "min_gpus": most,
+                "duration_slots": slots,
+                "earliest_start_slot": 0,
+                "latest_end_slot": slots,
+                "colocate": False,
+                "limit_cents_per_gpu_hour": top - 1,
+            },
+        ],
+    }
+    result = clear(doc, time_limit=60)
+    assert result["status"] == "optimal"
+    assert problems(doc, result) == []
+    hours = slots * 1_440 // 60
+    assert result["welfare_cents"] == (top - 1) * most * hours
+    assert [a["bid"] for a in result["awards"]] == ["b1"]
+    loser = result["losers"][0]
+    assert loser["bid"] == "b2" and loser["reason"] == "outbid"
+    assert loser["price_needed_cents_per_gpu_hour"] > top - 1
+
+
+def test_gpu_hours_in_thirds_are_rounded_to_six_decimals(tiny):
+    # 20-minute slots (the app allows any slot length that divides an hour) sell thirds of an hour
+    doc = copy.deepcopy(tiny)
+    doc["slot_minutes"] = 20
+    result = clear(doc)
+    assert result["status"] == "optimal"
+    assert problems(doc, result) == []
+    sold = [o["gpu_hours_sold"] for o in result["offers"]]
+    assert any(isinstance(h, float) for h in sold)
+    assert all(round(h, 6) == h for h in sold)

@@ -51,6 +51,14 @@ HANDOVER_SHARE = 0.3
 HANDOVER_GAP = 0.01
 SEARCH_MIN_COLUMNS = 2_000
 HANDOVER_LAGRANGE = 0.1
+# A full MIP whose bids have more placements each than this on average (windows much wider than
+# their durations: hundreds of start times) runs with HiGHS's light presolve. The full presolve
+# does not check its clock (HiGHS issues #1501, #2226) and on such models took 2-25 s for
+# 35k-640k non-zeros (medium-21 and generated mid-size rounds, 9-13 placements per bid: 1-2.6 s),
+# so a 10 s clearing took up to 22.5 s and its MIP ended without a solution; with the light one
+# those MIPs start searching within ~1 s. Measured in session 12, docs/engine.md *Solving*.
+WIDE_PLACEMENTS_PER_BID = 32
+LIGHT_PRESOLVE = {"presolve_mode": 2}
 # Placements per bid kept for the restricted MIP of large sub-markets.
 TOP_PLACEMENTS = 4
 # Below this many model columns in total, sub-markets are solved in-process (process start-up
@@ -148,6 +156,13 @@ def solved_whole(mk: Market, solver: str) -> bool:
     )
 
 
+def _wide_windows(mk: Market) -> bool:
+    """Do this sub-market's servable bids have more than WIDE_PLACEMENTS_PER_BID placements each,
+    on average?"""
+    servable = int(np.count_nonzero(mk.b_pstart[1:] > mk.b_pstart[:-1]))
+    return mk.n_places > WIDE_PLACEMENTS_PER_BID * servable
+
+
 def _natural_fits(mk: Market) -> bool:
     """Is the natural formulation within NATURAL_MAX_NNZ? (A bound on its size first: the exact
     count is three array operations, a few per cent of a tiny round's build.)"""
@@ -217,10 +232,16 @@ def clear_component(rnd: Round, *, time_limit: float | None, gap: float, solver:
             handover = None
             if search and whole and time_limit is not None:
                 handover = Handover(HANDOVER_SHARE * time_limit, HANDOVER_GAP, alloc.welfare(mk))
-            wn = WholeNatural(mk, time_limit=left(0.9), gap=gap, handover=handover) if whole else None
+            options = LIGHT_PRESOLVE if whole and _wide_windows(mk) else None
+            wn = (
+                WholeNatural(mk, time_limit=left(0.9), gap=gap, handover=handover, options=options)
+                if whole
+                else None
+            )
             if wn is not None:
                 n_model_cols, n_model_nnz, compile_s = wn.num_col, wn.nnz, wn.compile_s
             proven = False
+            t_mip = time.perf_counter()
             try:
                 if wn is not None:
                     mip = wn.mip()
@@ -235,6 +256,7 @@ def clear_component(rnd: Round, *, time_limit: float | None, gap: float, solver:
                 proven = mip.optimal
             except SolverFailed as exc:
                 log.warning("MIP failed on a sub-market of %d bids: %s", len(rnd.bids), exc)
+                mip_s = time.perf_counter() - t_mip  # its time still counts in the stats
                 bound = math.inf
             # a MIP handed over goes on as a large sub-market (below), from its incumbent, with its
             # dual bound: its LP would cost 1-9 s on 13k-30k columns for prices and a bound the
@@ -608,8 +630,8 @@ def clear(
     # run in them (a round whose one other part is its offerless bids runs here)
     budgets: list[float | None] = (
         [None] * len(parts)
-        if time_limit is None
-        else _budgets(sizes, slots, time_limit * (0.92 if in_processes else 0.97))
+        if time_limit is None or not in_processes
+        else _budgets(sizes, slots, time_limit * 0.92)
     )
     pieces: list[dict[str, Any] | None] = [None] * len(parts)
     try:
@@ -623,8 +645,19 @@ def clear(
                 for i, f in futs.items():
                     pieces[i] = f.result()
         else:
-            for i in order:
-                pieces[i] = clear_component(parts[i], time_limit=budgets[i], gap=gap, solver=solver)
+            # one after the other: each part gets its size's share of the time still left, so what
+            # a part does not use flows to the parts after it; smallest first, so that the leftover
+            # goes to the largest (a round of 31 small sub-markets stopped one at its share after
+            # 2 s of a 10 s limit, with a status of time_limit, and proved it optimal in 2.3 s
+            # when given 30 s)
+            end = None if time_limit is None else t0 + time_limit * 0.97
+            waiting = sum(sizes)
+            for i in sorted(range(len(parts)), key=lambda i: (sizes[i], i)):
+                budget = None
+                if end is not None:
+                    budget = max((end - time.perf_counter()) * (sizes[i] / waiting if sizes[i] else 1.0), 0.2)
+                    waiting -= sizes[i]
+                pieces[i] = clear_component(parts[i], time_limit=budget, gap=gap, solver=solver)
     except Exception as exc:  # noqa: BLE001 - the contract is a result with status "error", not a traceback
         log.exception("clearing failed")
         return empty_result(rnd.round, "error", f"{type(exc).__name__}: {exc}")

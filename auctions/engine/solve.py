@@ -430,7 +430,13 @@ class WholeNatural:
     loaded once."""
 
     def __init__(
-        self, mk: Market, *, time_limit: float | None, gap: float, handover: Handover | None = None
+        self,
+        mk: Market,
+        *,
+        time_limit: float | None,
+        gap: float,
+        handover: Handover | None = None,
+        options: dict[str, Any] | None = None,
     ) -> None:
         import time
 
@@ -445,7 +451,7 @@ class WholeNatural:
         else:
             h = quiet_highs()
             h.cbMipInterrupt.subscribe(handover.callback())
-        self.h = load_natural_mip(h, model, time_limit=time_limit, gap=gap)
+        self.h = load_natural_mip(h, model, time_limit=time_limit, gap=gap, options=options)
         self.compile_s = time.perf_counter() - t0
 
     def mip(self) -> MIPResult:

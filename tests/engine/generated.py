@@ -74,6 +74,59 @@ def generated_round(seed: int, n_bids: int = 80, n_offers: int = 14, slots: int 
     }
 
 
+def wide_round(seed: int, n_bids: int = 26, n_offers: int = 12, slots: int = 336) -> dict[str, Any]:
+    """Bids whose windows are much wider than their durations (a week of 30-minute slots, jobs
+    of 1-200 slots with up to 400 slots of slack): hundreds of placements per bid, the shape on
+    which HiGHS's full presolve of the natural form took 2-25 s (docs/engine.md, *Solving*)."""
+    rnd = random.Random(seed)
+    offers = []
+    for i in range(n_offers):
+        s, e = (0, slots) if rnd.random() < 0.4 else sorted(rnd.sample(range(slots + 1), 2))
+        offers.append(
+            {
+                "id": f"o{i:03d}",
+                "team": f"s{i % 4}",
+                "cluster": rnd.choice(CLUSTERS[:3]),
+                "gpu_model": rnd.choice(MODELS),
+                "gpus": rnd.choice([4, 8, 16, 32]),
+                "start_slot": s,
+                "end_slot": e,
+                "reserve_cents_per_gpu_hour": rnd.randrange(50, 250),
+            }
+        )
+    bids = []
+    for i in range(n_bids):
+        dur = min(rnd.choice([1, 4, 8, 16, 48, 96, 200]), slots)
+        win = min(slots, dur + rnd.choice([0, 4, 32, 96, 400]))
+        es = rnd.randrange(0, slots - win + 1)
+        gpus = rnd.choice([1, 2, 4, 8, 16])
+        bids.append(
+            {
+                "id": f"w{i:03d}",
+                "team": f"t{i % 6}",
+                "gpu_models": [rnd.choice(MODELS)],
+                "gpus": gpus,
+                "min_gpus": gpus if rnd.random() < 0.7 else rnd.randint(1, gpus),
+                "duration_slots": dur,
+                "earliest_start_slot": es,
+                "latest_end_slot": es + win,
+                "colocate": rnd.random() < 0.5,
+                "limit_cents_per_gpu_hour": rnd.randrange(80, 400),
+                "xor_group": f"g{i // 2}" if i % 2 and rnd.random() < 0.5 else None,
+            }
+        )
+    return {
+        "format": "gridx.round/v1",
+        "round": f"wide-{seed}",
+        "start": "2026-12-01T00:00:00Z",
+        "slot_minutes": 30,
+        "slots": slots,
+        "currency": "usd",
+        "offers": offers,
+        "bids": bids,
+    }
+
+
 def main(argv: list[str]) -> int:
     if not 1 <= len(argv) <= 4 or not all(a.isdigit() for a in argv):
         sys.stderr.write("usage: python -m tests.engine.generated SEED [BIDS OFFERS SLOTS]\n")

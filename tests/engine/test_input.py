@@ -186,6 +186,15 @@ def test_a_round_at_the_engines_limits_clears_exactly():
     # every number at its limit: the welfare, the payments and a loser's price needed are exact
     # (no int64 overflow), and the result passes the independent checker
     slots, top, most = 100_000, 10_000_000, 100_000
+    # both bids want every GPU for the whole horizon
+    whole = {
+        "gpu_models": ["M"],
+        "gpus": most,
+        "min_gpus": most,
+        "duration_slots": slots,
+        "earliest_start_slot": 0,
+        "latest_end_slot": slots,
+    }
     doc = {
         "format": "gridx.round/v1",
         "round": "limits",
@@ -206,30 +215,8 @@ def test_a_round_at_the_engines_limits_clears_exactly():
             },
         ],
         "bids": [
-            {
-                "id": "b1",
-                "team": "t",
-                "gpu_models": ["M"],
-                "gpus": most,
-                "min_gpus": most,
-                "duration_slots": slots,
-                "earliest_start_slot": 0,
-                "latest_end_slot": slots,
-                "colocate": True,
-                "limit_cents_per_gpu_hour": top,
-            },
-            {
-                "id": "b2",
-                "team": "u",
-                "gpu_models": ["M"],
-                "gpus": most,
-                "min_gpus": most,
-                "duration_slots": slots,
-                "earliest_start_slot": 0,
-                "latest_end_slot": slots,
-                "colocate": False,
-                "limit_cents_per_gpu_hour": top - 1,
-            },
+            {**whole, "id": "b1", "team": "t", "colocate": True, "limit_cents_per_gpu_hour": top},
+            {**whole, "id": "b2", "team": "u", "colocate": False, "limit_cents_per_gpu_hour": top - 1},
         ],
     }
     result = clear(doc, time_limit=60)

@@ -273,6 +273,14 @@ def clear_component(rnd: Round, *, time_limit: float | None, gap: float, solver:
                 if lp.optimal:
                     np.add.at(duals, (mk.r_offer, mk.r_slot), lp.duals)
                     bound = min(bound, lp.objective)
+                elif deadline is not None:
+                    # the LP did not finish in the time its MIP left (dense models, bids with
+                    # hundreds of start times): the Lagrangian gives a bound and prices in a
+                    # fraction of a second, where the trivial bound was 35% above the optimum
+                    lag = lagrangian_bound(mk, target=alloc.welfare(mk), seconds=left(0.5) or 0.05)
+                    lp_s += lag.seconds
+                    bound = min(bound, lag.bound)
+                    duals = lag.lam
                 if not math.isfinite(bound):
                     bound = _trivial_bound(mk)
                 if not proven:

@@ -14,6 +14,8 @@ import dj_database_url
 import django_stubs_ext
 from celery.schedules import crontab
 
+from auctions.engine import rounds as engine_rounds
+
 from .env import env_bool, env_int
 
 # Lets admin and other Django generics be subscripted at runtime, as the type checker sees them.
@@ -151,16 +153,15 @@ MAX_OPEN_BIDS = env_int("MAX_OPEN_BIDS", 5000)
 MAX_GPUS_PER_ORDER = env_int("MAX_GPUS_PER_ORDER", 4096)
 # A price above this is refused as absurd: $1,000 per GPU-hour is far beyond any datacentre GPU.
 MAX_PRICE_CENTS_PER_GPU_HOUR = env_int("MAX_PRICE_CENTS_PER_GPU_HOUR", 100_000)
-# The clearing engine refuses rounds beyond its own limits (auctions/engine/rounds.py: prices up
-# to 10,000,000 cents per GPU-hour, 100,000 GPUs, 100,000 slots), so the market must stay inside
-# them or its rounds could not be cleared.
-if MAX_PRICE_CENTS_PER_GPU_HOUR > 10_000_000:
-    raise ValueError("MAX_PRICE_CENTS_PER_GPU_HOUR must be at most 10,000,000 (the engine's limit)")
-if MAX_GPUS_PER_ORDER > 100_000:
-    raise ValueError("MAX_GPUS_PER_ORDER must be at most 100,000 (the engine's limit)")
-if MAX_HORIZON_DAYS * 24 * 60 // SLOT_MINUTES > 100_000:
+# The clearing engine refuses rounds beyond its own limits, so the market must stay inside them or
+# its rounds could not be cleared (the engine's `rounds` module is plain Python: no numpy, no Django).
+if MAX_PRICE_CENTS_PER_GPU_HOUR > engine_rounds.MAX_CENTS_PER_GPU_HOUR:
+    raise ValueError(f"MAX_PRICE_CENTS_PER_GPU_HOUR must be at most {engine_rounds.MAX_CENTS_PER_GPU_HOUR:,}")
+if MAX_GPUS_PER_ORDER > engine_rounds.MAX_GPUS:
+    raise ValueError(f"MAX_GPUS_PER_ORDER must be at most {engine_rounds.MAX_GPUS:,}")
+if MAX_HORIZON_DAYS * 24 * 60 // SLOT_MINUTES > engine_rounds.MAX_SLOTS:
     raise ValueError(
-        "MAX_HORIZON_DAYS x 24 x 60 / SLOT_MINUTES must be at most 100,000 slots (the engine's limit)"
+        f"MAX_HORIZON_DAYS x 24 x 60 / SLOT_MINUTES must be at most {engine_rounds.MAX_SLOTS:,} slots"
     )
 MARKET_CURRENCY = "usd"
 

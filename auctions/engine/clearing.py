@@ -8,7 +8,7 @@ import math
 import multiprocessing
 import os
 import time
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from fractions import Fraction
 from typing import Any
 
@@ -608,8 +608,12 @@ def assemble(rnd: Round, pieces: list[dict[str, Any]], solver: str) -> dict[str,
     return result
 
 
-def _run_piece(args: tuple[Round, float | None, float, str]) -> dict[str, Any]:
-    rnd, tl, gap, solver = args
+def _run_piece(args: tuple[Round, float | None, float, str, float]) -> dict[str, Any]:
+    rnd, tl, gap, solver, submitted = args
+    if tl is not None:
+        # the budget counts from when the part was handed to the pool (wall clock: comparable
+        # across processes); a process's start-up and imports (~0.5-1 s) come out of it
+        tl = max(tl - (time.time() - submitted), 0.0)
     return clear_component(rnd, time_limit=tl, gap=gap, solver=solver)
 
 
@@ -640,24 +644,44 @@ def clear(
     big = [i for i in order if sizes[i] > 0]
     in_processes = n_workers > 1 and len(big) > 1 and total >= PARALLEL_MIN_COLUMNS and _can_fork_children()
     slots = min(n_workers, len(big)) if in_processes else 1  # parts running at once
-    # keep back time for merging the parts and pricing, and for starting processes when the parts
-    # run in them (a round whose one other part is its offerless bids runs here)
-    budgets: list[float | None] = (
-        [None] * len(parts)
-        if time_limit is None or not in_processes
-        else _budgets(sizes, slots, time_limit * 0.92)
-    )
     pieces: list[dict[str, Any] | None] = [None] * len(parts)
     try:
         if in_processes:
+            # keep back time for merging the parts and pricing, and for starting the processes
+            end = None if time_limit is None else t0 + time_limit * 0.92
             ctx = multiprocessing.get_context("spawn")
             with ProcessPoolExecutor(max_workers=slots, mp_context=ctx) as pool:
-                futs = {i: pool.submit(_run_piece, (parts[i], budgets[i], gap, solver)) for i in big}
-                for i in order:
-                    if i not in futs:
-                        pieces[i] = clear_component(parts[i], time_limit=budgets[i], gap=gap, solver=solver)
-                for i, f in futs.items():
-                    pieces[i] = f.result()
+                queue = big[::-1]  # smallest first
+                running: dict[Future[dict[str, Any]], tuple[int, float]] = {}
+                while queue or running:
+                    # a part is given its time when a process takes it, from what is left then
+                    # (`_pool_budget`), so that time a part does not use goes to the parts after it
+                    while queue and len(running) < slots:
+                        i = queue.pop(0)
+                        now = time.perf_counter()
+                        budget = (
+                            None
+                            if end is None
+                            else _pool_budget(
+                                sizes[i],
+                                [sizes[j] for j in queue],
+                                [d - now for _, d in running.values()],
+                                slots,
+                                end - now,
+                            )
+                        )
+                        fut = pool.submit(_run_piece, (parts[i], budget, gap, solver, time.time()))
+                        running[fut] = (i, now + (budget or 0.0))
+                    for j in order:
+                        if j not in big and pieces[j] is None:
+                            # nothing to solve (no offers): here, while the processes work
+                            pieces[j] = clear_component(
+                                parts[j], time_limit=time_limit, gap=gap, solver=solver
+                            )
+                    done, _ = wait(running, return_when=FIRST_COMPLETED)
+                    for fut in done:
+                        i, _ = running.pop(fut)
+                        pieces[i] = fut.result()
         else:
             # one after the other: each part gets its size's share of the time still left, so what
             # a part does not use flows to the parts after it; smallest first, so that the leftover
@@ -686,18 +710,23 @@ def clear(
     return result
 
 
-def _budgets(sizes: list[int], slots: int, limit: float) -> list[float | None]:
-    """Each part's time, in proportion to its size, such that the parts all end within `limit`
-    when run `slots` at a time, each as soon as a slot is free (a process pool, or one after the
-    other in this process for one slot): any such schedule ends by `sum / slots + (1 - 1 / slots)
-    x max` (Graham's bound for list scheduling), whatever the parts' real durations up to their
-    budgets. Parts that all run at once each get the whole limit; so do parts with nothing to
-    solve (no offers)."""
-    big = [s for s in sizes if s > 0]
-    if len(big) <= slots:
-        return [limit] * len(sizes)
-    span = sum(big) / slots + (1 - 1 / slots) * max(big)
-    return [max(limit * s / span, 0.2) if s > 0 else limit for s in sizes]
+def _pool_budget(size: int, later: list[int], busy: list[float], slots: int, left: float) -> float:
+    """Time for a part of `size` that a process takes now, `left` seconds before the pool's
+    deadline, while `busy` (seconds each running part may still take) run and the parts of sizes
+    `later` wait. If every waiting part has a free process, all of `left`. Otherwise its share
+    of the size, scaled so that the parts still to run, each started as soon as a process is
+    free, end by the deadline even if every part uses its whole time: Graham's bound for list
+    scheduling, with the running parts' time counted as work already on the processes
+    (`(busy + sum) / slots + (1 - 1 / slots) x max`). Never more than `left`; no time at all
+    (greedy only, `clear_component`) once it is gone."""
+    if left <= 0.05:
+        return 0.0
+    if len(later) + 1 <= slots - len(busy):
+        return left
+    sizes = [size, *later]
+    span = sum(sizes) / slots + (1 - 1 / slots) * max(sizes)
+    room = left - sum(max(b, 0.0) for b in busy) / slots
+    return min(left, max(room * size / span, 0.2))
 
 
 def _size_hint(rnd: Round) -> int:

@@ -26,7 +26,7 @@ from .formulation import (
     flow_lp,
     sorted_unique,
 )
-from .heuristics import Allocation, best_greedy, from_x, priced_greedy
+from .heuristics import Allocation, best_greedy, from_x, order_search, priced_greedy
 from .lagrange import LagrangeResult, lagrangian_bound
 from .rounds import RESULT_FORMAT, Round, parse_round
 from .solve import Handover, SolverFailed, WholeNatural, solve_lp, solve_mip, solve_mip_natural
@@ -59,6 +59,11 @@ HANDOVER_LAGRANGE = 0.1
 # those MIPs start searching within ~1 s. Measured in session 12, docs/engine.md *Solving*.
 WIDE_PLACEMENTS_PER_BID = 32
 LIGHT_PRESOLVE = {"presolve_mode": 2}
+# Such a sub-market first gets a better floor than greedy: hill climbing over greedy orders
+# (`heuristics.order_search`), at most WIDE_ORDER_MOVES greedy passes and WIDE_ORDER_SHARE of its
+# time. Measured in session 13, docs/engine.md *Wide windows*.
+WIDE_ORDER_MOVES = 300
+WIDE_ORDER_SHARE = 0.1
 # Placements per bid kept for the restricted MIP of large sub-markets.
 TOP_PLACEMENTS = 4
 # Below this many model columns in total, sub-markets are solved in-process (process start-up
@@ -235,10 +240,22 @@ def clear_component(rnd: Round, *, time_limit: float | None, gap: float, solver:
             status = "time_limit"
         elif not large:
             search = solver.upper() == "HIGHS" and deadline is not None and flow_cols >= SEARCH_MIN_COLUMNS
+            wide = whole and _wide_windows(mk)
+            options = LIGHT_PRESOLVE if wide else None
+            if wide:
+                # a better floor than greedy for the MIP's time (it often finds nothing better
+                # than greedy there at a few seconds): hill climbing over greedy orders
+                t_ord = time.perf_counter()
+                stop = None if deadline is None else t_ord + WIDE_ORDER_SHARE * (deadline - t_ord)
+                cand = order_search(mk, moves=WIDE_ORDER_MOVES, deadline=stop)
+                if cand.welfare(mk) > alloc.welfare(mk) + 1e-6:
+                    alloc = cand
+                mip_s += time.perf_counter() - t_ord
             handover = None
             if search and whole and time_limit is not None:
-                handover = Handover(HANDOVER_SHARE * time_limit, HANDOVER_GAP, alloc.welfare(mk))
-            options = LIGHT_PRESOLVE if whole and _wide_windows(mk) else None
+                # its share of the time the MIP gets, against the floor held by then
+                spent = time.perf_counter() - t0
+                handover = Handover(HANDOVER_SHARE * (time_limit - spent), HANDOVER_GAP, alloc.welfare(mk))
             wn = (
                 WholeNatural(mk, time_limit=left(0.9), gap=gap, handover=handover, options=options)
                 if whole
@@ -254,7 +271,7 @@ def clear_component(rnd: Round, *, time_limit: float | None, gap: float, solver:
                 else:
                     assert mt is not None
                     mip = solve_mip(mk, mt, solver=solver, time_limit=left(0.9), gap=gap, warm=alloc.x)
-                mip_s, compile_s = mip.seconds, mip.compile_s
+                mip_s, compile_s = mip_s + mip.seconds, mip.compile_s
                 cand = from_x(mk, mip.x)
                 if _valid(mk, cand) and cand.welfare(mk) >= alloc.welfare(mk) - 1e-6:
                     alloc = cand
@@ -262,7 +279,7 @@ def clear_component(rnd: Round, *, time_limit: float | None, gap: float, solver:
                 proven = mip.optimal
             except SolverFailed as exc:
                 log.warning("MIP failed on a sub-market of %d bids: %s", len(rnd.bids), exc)
-                mip_s = time.perf_counter() - t_mip  # its time still counts in the stats
+                mip_s += time.perf_counter() - t_mip  # its time still counts in the stats
                 bound = math.inf
             # a MIP handed over goes on as a large sub-market (below), from its incumbent, with its
             # dual bound: its LP would cost 1-9 s on 13k-30k columns for prices and a bound the

@@ -150,3 +150,44 @@ def priced_greedy(mk: Market, lam: FloatArray, score: FloatArray, scale: float) 
     adj = mk.k_value - (cum[mk.k_offer, e] - cum[mk.k_offer, s])
     ids = np.arange(mk.b_gpus.size)
     return greedy(mk, np.lexsort((ids, -score)), adj=adj)
+
+
+def order_search(mk: Market, *, moves: int, deadline: float | None, seed: int = 0) -> Allocation:
+    """Hill climbing over greedy orders: from the best of `orders`, move one bid to an earlier
+    place in the order and keep the new order when greedy on it earns at least as much (equal
+    moves too, to cross plateaus). Half of the moves take a bid that gets fewer GPUs than it asks
+    for (a loser or a partial fill), the others any bid. At most `moves` greedy passes, fewer if
+    `deadline` (a `time.perf_counter()` value) comes first; seeded, so deterministic when the
+    moves run out first. Meant for bids with wide windows, where greedy puts each bid at its
+    earliest best start and the order decides what fits (docs/engine.md, *Wide windows*)."""
+    import time
+
+    rng = np.random.default_rng(seed)
+    best_order = orders(mk)[0]
+    best = empty(mk)
+    for order in orders(mk):
+        a = greedy(mk, order)
+        if a.welfare(mk) > best.welfare(mk) + 1e-6:
+            best, best_order = a, order
+    n = best_order.size
+    servable = mk.b_pstart[1:] > mk.b_pstart[:-1]
+    if n < 2:
+        return best
+    pos = np.empty(n, dtype=np.int64)
+    for _ in range(moves):
+        if deadline is not None and time.perf_counter() >= deadline:
+            break
+        pos[best_order] = np.arange(n)
+        got = np.bincount(mk.p_bid[mk.k_place], weights=best.x, minlength=n)
+        short = np.flatnonzero((got < mk.b_gpus) & servable)
+        short = short[pos[short] > 0]
+        if short.size and rng.random() < 0.5:
+            i = int(pos[short[rng.integers(short.size)]])
+        else:
+            i = int(rng.integers(1, n))
+        j = int(rng.integers(0, i))
+        order = np.concatenate((best_order[:j], best_order[i : i + 1], best_order[j:i], best_order[i + 1 :]))
+        cand = greedy(mk, order)
+        if cand.welfare(mk) >= best.welfare(mk) - 1e-6:
+            best, best_order = cand, order
+    return best

@@ -64,6 +64,10 @@ LIGHT_PRESOLVE = {"presolve_mode": 2}
 # time. Measured in session 13, docs/engine.md *Wide windows*.
 WIDE_ORDER_MOVES = 300
 WIDE_ORDER_SHARE = 0.1
+# ... and goes straight to the search (the large-round path) when its natural model has more
+# non-zeros than this per second of its time: HiGHS's MIP on such models found nothing better
+# than greedy before ~17-25 s per 300k non-zeros (session 13, docs/engine.md *Wide windows*).
+WIDE_NNZ_PER_SECOND = 20_000
 # Placements per bid kept for the restricted MIP of large sub-markets.
 TOP_PLACEMENTS = 4
 # Below this many model columns in total, sub-markets are solved in-process (process start-up
@@ -233,24 +237,27 @@ def clear_component(rnd: Round, *, time_limit: float | None, gap: float, solver:
     n_model_cols, n_model_nnz = (int(mt.c.size), mt.nnz) if mt is not None else (0, 0)
     if mk.n_places:
         alloc = best_greedy(mk)
-        large = flow_cols > FULL_MIP_COLUMNS
+        wide = whole and _wide_windows(mk)
+        if wide and not out_of_time:
+            # a better floor than greedy (the MIP often finds nothing better than greedy there at
+            # a few seconds): hill climbing over greedy orders
+            t_ord = time.perf_counter()
+            stop = None if deadline is None else t_ord + WIDE_ORDER_SHARE * (deadline - t_ord)
+            cand = order_search(mk, moves=WIDE_ORDER_MOVES, deadline=stop)
+            if cand.welfare(mk) > alloc.welfare(mk) + 1e-6:
+                alloc = cand
+            mip_s += time.perf_counter() - t_ord
+        # a wide sub-market too dense for its MIP in the time it has goes to the search
+        large = flow_cols > FULL_MIP_COLUMNS or (
+            wide and time_limit is not None and _natural_nnz(mk) > WIDE_NNZ_PER_SECOND * time_limit
+        )
         if out_of_time:
             large = False
             bound = _trivial_bound(mk)
             status = "time_limit"
         elif not large:
             search = solver.upper() == "HIGHS" and deadline is not None and flow_cols >= SEARCH_MIN_COLUMNS
-            wide = whole and _wide_windows(mk)
             options = LIGHT_PRESOLVE if wide else None
-            if wide:
-                # a better floor than greedy for the MIP's time (it often finds nothing better
-                # than greedy there at a few seconds): hill climbing over greedy orders
-                t_ord = time.perf_counter()
-                stop = None if deadline is None else t_ord + WIDE_ORDER_SHARE * (deadline - t_ord)
-                cand = order_search(mk, moves=WIDE_ORDER_MOVES, deadline=stop)
-                if cand.welfare(mk) > alloc.welfare(mk) + 1e-6:
-                    alloc = cand
-                mip_s += time.perf_counter() - t_ord
             handover = None
             if search and whole and time_limit is not None:
                 # its share of the time the MIP gets, against the floor held by then

@@ -8,8 +8,10 @@ import math
 import multiprocessing
 import os
 import time
+from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from fractions import Fraction
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -26,7 +28,7 @@ from .formulation import (
     flow_lp,
     sorted_unique,
 )
-from .heuristics import Allocation, best_greedy, from_x, order_search, priced_greedy
+from .heuristics import Allocation, best_greedy, from_x, greedy_orders, order_search, priced_greedy
 from .lagrange import LagrangeResult, lagrangian_bound
 from .rounds import RESULT_FORMAT, Round, parse_round
 from .solve import Handover, SolverFailed, WholeNatural, solve_lp, solve_mip, solve_mip_natural
@@ -63,6 +65,8 @@ LIGHT_PRESOLVE = {"presolve_mode": 2}
 # (`heuristics.order_search`), at most WIDE_ORDER_MOVES greedy passes and WIDE_ORDER_SHARE of its
 # time. Measured in session 13, docs/engine.md *Wide windows*.
 WIDE_ORDER_MOVES = 300
+# Greedy's orders (the floor) are tried while they fit in this share of a sub-market's time.
+GREEDY_SHARE = 0.25
 WIDE_ORDER_SHARE = 0.1
 # ... and goes straight to the search (the large-round path) when its natural model has more
 # non-zeros than this per second of its time: HiGHS's MIP on such models found nothing better
@@ -236,14 +240,17 @@ def clear_component(rnd: Round, *, time_limit: float | None, gap: float, solver:
     # the model built: the flow form, or the natural form of a sub-market solved whole (below)
     n_model_cols, n_model_nnz = (int(mt.c.size), mt.nnz) if mt is not None else (0, 0)
     if mk.n_places:
-        alloc = best_greedy(mk)
+        # the floor: greedy's orders, more of them only while they fit in a quarter of the time
+        alloc, g_order = greedy_orders(
+            mk, deadline=None if deadline is None else t0 + GREEDY_SHARE * (deadline - t0)
+        )
         wide = whole and _wide_windows(mk)
         if wide and not out_of_time:
             # a better floor than greedy (the MIP often finds nothing better than greedy there at
             # a few seconds): hill climbing over greedy orders
             t_ord = time.perf_counter()
             stop = None if deadline is None else t_ord + WIDE_ORDER_SHARE * (deadline - t_ord)
-            cand = order_search(mk, moves=WIDE_ORDER_MOVES, deadline=stop)
+            cand = order_search(mk, moves=WIDE_ORDER_MOVES, deadline=stop, start=(alloc, g_order))
             if cand.welfare(mk) > alloc.welfare(mk) + 1e-6:
                 alloc = cand
             mip_s += time.perf_counter() - t_ord
@@ -320,7 +327,9 @@ def clear_component(rnd: Round, *, time_limit: float | None, gap: float, solver:
                     if search and stop is not None and stop - t_lns > 1.0:
                         # the Lagrangian bound is valid too (capacity priced, the rest exact):
                         # keep the tighter
-                        alloc, lag = large_start(mk, alloc, seconds=HANDOVER_LAGRANGE * (stop - t_lns))
+                        alloc, lag = large_start(
+                            mk, alloc, seconds=HANDOVER_LAGRANGE * (stop - t_lns), until=stop
+                        )
                         bound = min(bound, lag.bound)
                         alloc = lns.improve(
                             mk, alloc, deadline=stop, gap=gap, valid=_valid, restrict=_restrict
@@ -334,7 +343,12 @@ def clear_component(rnd: Round, *, time_limit: float | None, gap: float, solver:
             # Large: a Lagrangian bound (tighter than the LP on large-31 and 2-3x faster; the LP of
             # xlarge-41 does not finish), its prices to guide the greedy and to price, then the
             # search (HiGHS) or a MIP on the most promising placements, warm-started.
-            alloc, lag = large_start(mk, alloc, seconds=(left(0.3) or 120.0))
+            alloc, lag = large_start(
+                mk,
+                alloc,
+                seconds=(left(0.3) or 120.0),
+                until=None if deadline is None else _search_stop(t0, deadline),
+            )
             lp_s = lag.seconds
             bound = min(bound, lag.bound)
             duals = lag.lam
@@ -377,13 +391,22 @@ def _search_stop(t0: float, deadline: float) -> float:
     return deadline - 0.02 * budget - min(1.0, 0.05 * budget)
 
 
-def large_start(mk: Market, alloc: Allocation, *, seconds: float) -> tuple[Allocation, LagrangeResult]:
+def large_start(
+    mk: Market, alloc: Allocation, *, seconds: float, until: float | None = None
+) -> tuple[Allocation, LagrangeResult]:
     """The Lagrangian bound (at most `seconds`) and the search's first incumbent: the best of
-    `alloc` and the greedy passes its prices guide."""
+    `alloc` and the greedy passes its prices guide, each only if a pass as long as the last
+    still ends by `until` (the first always runs)."""
     lag = lagrangian_bound(mk, target=alloc.welfare(mk), seconds=seconds)
-    for cand in [best_greedy(mk, lag.score)] + [
-        priced_greedy(mk, lag.lam, lag.score, scale) for scale in PRICE_SCALES
-    ]:
+    cands: list[Callable[[], Allocation]] = [partial(best_greedy, mk, lag.score, until)]
+    cands += [partial(priced_greedy, mk, lag.lam, lag.score, scale) for scale in PRICE_SCALES]
+    last = 0.0
+    for i, make in enumerate(cands):
+        t = time.perf_counter()
+        if i and until is not None and t + last > until:
+            break
+        cand = make()
+        last = time.perf_counter() - t
         if cand.welfare(mk) > alloc.welfare(mk) + 1e-6:
             alloc = cand
     return alloc, lag

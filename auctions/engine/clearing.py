@@ -58,8 +58,11 @@ HANDOVER_LAGRANGE = 0.1
 # does not check its clock (HiGHS issues #1501, #2226) and on such models took 2-25 s for
 # 35k-640k non-zeros (medium-21 and generated mid-size rounds, 9-13 placements per bid: 1-2.6 s),
 # so a 10 s clearing took up to 22.5 s and its MIP ended without a solution; with the light one
-# those MIPs start searching within ~1 s. Measured in session 12, docs/engine.md *Solving*.
-WIDE_PLACEMENTS_PER_BID = 32
+# those MIPs start searching within ~1 s. Measured in session 12, docs/engine.md *Solving*. 32
+# until session 13: fuzzed sub-markets of 17-32 placements per bid gained up to +8.7% at 16
+# (never lower on 14 of them; -1.05% to +0.6% on generated rounds of that shape where the MIP
+# works); the sample rounds have 4-10.
+WIDE_PLACEMENTS_PER_BID = 16
 LIGHT_PRESOLVE = {"presolve_mode": 2}
 # Such a sub-market first gets a better floor than greedy: hill climbing over greedy orders
 # (`heuristics.order_search`), at most WIDE_ORDER_MOVES greedy passes and WIDE_ORDER_SHARE of its

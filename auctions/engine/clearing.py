@@ -53,6 +53,9 @@ HANDOVER_SHARE = 0.3
 HANDOVER_GAP = 0.01
 SEARCH_MIN_COLUMNS = 2_000
 HANDOVER_LAGRANGE = 0.1
+# Greedy's orders (the floor) are tried while they fit in this share of a sub-market's time
+# (`heuristics.greedy_orders`; docs/engine.md *Solving*, *Heuristics first*).
+GREEDY_SHARE = 0.25
 # A full MIP whose bids have more placements each than this on average (windows much wider than
 # their durations: hundreds of start times) runs with HiGHS's light presolve. The full presolve
 # does not check its clock (HiGHS issues #1501, #2226) and on such models took 2-25 s for
@@ -68,8 +71,6 @@ LIGHT_PRESOLVE = {"presolve_mode": 2}
 # (`heuristics.order_search`), at most WIDE_ORDER_MOVES greedy passes and WIDE_ORDER_SHARE of its
 # time. Measured in session 13, docs/engine.md *Wide windows*.
 WIDE_ORDER_MOVES = 300
-# Greedy's orders (the floor) are tried while they fit in this share of a sub-market's time.
-GREEDY_SHARE = 0.25
 WIDE_ORDER_SHARE = 0.1
 # ... and goes straight to the search (the large-round path) when its natural model has more
 # non-zeros than this per second of its time: HiGHS's MIP on such models found nothing better

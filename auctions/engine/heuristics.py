@@ -25,6 +25,41 @@ def empty(mk: Market) -> Allocation:
     return Allocation(np.zeros(mk.n_sources, dtype=np.int64), np.full(mk.b_gpus.size, -1, dtype=np.int64))
 
 
+# The direct gather is used while it touches fewer than this many times the elements of the
+# sliding maximum's passes: per element it costs ~10-28 ns against ~1.6-6 ns (session 13,
+# docs/engine.md *Heuristics first*).
+DIRECT_RATIO = 0.1
+DIRECT_MIN = 2_048
+
+
+def window_max(usage: IntArray, o: IntArray, s: IntArray, d: int) -> IntArray:
+    """`usage[o[i], s[i] : s[i] + d].max()` for every i. Directly, a gather of `len(o) x d`
+    elements; for bids with long durations and many start times (wide windows: hundreds of
+    sources of 50-200 slots) a sliding maximum over the few offer rows involved is far cheaper:
+    doubling passes give the maximum over every window of the largest power of two `p <= d`,
+    and two overlapping such windows cover `[t, t + d)`. Same integers either way."""
+    n = o.size
+    if n == 0 or d <= 0:
+        return np.zeros(n, dtype=usage.dtype)
+    # the sliding passes' work counted as if every source had an offer row of its own (at most):
+    # counting the rows (`np.unique`) would cost more than the gather on the short bids of
+    # large-31; and below DIRECT_MIN elements the passes' numpy calls cost more than they save
+    slide_work = DIRECT_RATIO * usage.shape[1] * d.bit_length() * min(n, usage.shape[0])
+    if n * d <= DIRECT_MIN or n * d <= slide_work:
+        out: IntArray = usage[o[:, None], s[:, None] + np.arange(d)[None, :]].max(axis=1)
+        return out
+    rows = np.unique(o)
+    m = usage[rows]
+    p = 1
+    while 2 * p <= d:
+        m = np.maximum(m[:, :-p], m[:, p:])
+        p *= 2
+    if p < d:
+        m = np.maximum(m[:, : m.shape[1] - (d - p)], m[:, d - p :])
+    found: IntArray = m[np.searchsorted(rows, o), s]
+    return found
+
+
 def best_fit(
     mk: Market, b: int, usage: IntArray, adj: FloatArray | None = None
 ) -> tuple[int, IntArray, float]:
@@ -37,7 +72,7 @@ def best_fit(
     o = mk.k_offer[ks]
     s = mk.p_start[mk.k_place[ks]]
     d = int(mk.b_dur[b])
-    used = usage[o[:, None], s[:, None] + np.arange(d)[None, :]].max(axis=1)
+    used = window_max(usage, o, s, d)
     avail = np.minimum(mk.k_ub[ks], mk.o_gpus[o] - used)
     seg_id = mk.k_place[ks] - p0
     seg_start = mk.p_kstart[p0:p1] - k0

@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import numpy as np
 from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from auctions.engine import clear
+from auctions.engine import clear, heuristics
 from auctions.engine.clearing import split
 from auctions.engine.formulation import build_market
-from auctions.engine.heuristics import best_greedy, order_search
+from auctions.engine.heuristics import best_greedy, order_search, window_max
 from auctions.engine.rounds import parse_round
 
 from .checker import exact_welfare, problems
@@ -79,3 +80,30 @@ def _nnz(doc):
     from auctions.engine.clearing import _natural_nnz
 
     return _natural_nnz(_market(doc)) if doc["offers"] else 0
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.data())
+def test_window_max_equals_the_direct_maximum_either_way(data):
+    # greedy's capacity check: the sliding maximum (wide windows) and the direct gather must give
+    # the same integers, whichever `heuristics.window_max` picks
+    n_offers = data.draw(st.integers(1, 6))
+    slots = data.draw(st.integers(1, 80))
+    d = data.draw(st.integers(1, slots))
+    usage = np.array(
+        data.draw(
+            st.lists(st.integers(0, 9), min_size=n_offers * (slots + 1), max_size=n_offers * (slots + 1))
+        ),
+        dtype=np.int64,
+    ).reshape(n_offers, slots + 1)
+    n = data.draw(st.integers(0, 30))
+    o = np.array(data.draw(st.lists(st.integers(0, n_offers - 1), min_size=n, max_size=n)), dtype=np.int64)
+    s = np.array(data.draw(st.lists(st.integers(0, slots - d), min_size=n, max_size=n)), dtype=np.int64)
+    expected = np.array([usage[o[i], s[i] : s[i] + d].max() for i in range(n)], dtype=np.int64)
+    saved = heuristics.DIRECT_RATIO
+    try:
+        for ratio in (0.0, 1e12, saved):
+            heuristics.DIRECT_RATIO = ratio
+            assert np.array_equal(window_max(usage, o, s, d), expected)
+    finally:
+        heuristics.DIRECT_RATIO = saved

@@ -248,7 +248,10 @@ def clear_component(rnd: Round, *, time_limit: float | None, gap: float, solver:
         alloc, g_order = greedy_orders(
             mk, deadline=None if deadline is None else t0 + GREEDY_SHARE * (deadline - t0)
         )
-        wide = whole and _wide_windows(mk)
+        # (a wide sub-market above NATURAL_MAX_NNZ is not solved whole, but the floor and the
+        # rule below apply all the same: its flow-form MIP would go through cvxpy, whose import
+        # alone took 1.7 s of a 1 s clearing)
+        wide = solver.upper() == "HIGHS" and _wide_windows(mk)
         if wide and not out_of_time:
             # a better floor than greedy (the MIP often finds nothing better than greedy there at
             # a few seconds): hill climbing over greedy orders
@@ -268,7 +271,7 @@ def clear_component(rnd: Round, *, time_limit: float | None, gap: float, solver:
             status = "time_limit"
         elif not large:
             search = solver.upper() == "HIGHS" and deadline is not None and flow_cols >= SEARCH_MIN_COLUMNS
-            options = LIGHT_PRESOLVE if wide else None
+            options = LIGHT_PRESOLVE if wide and whole else None
             handover = None
             if search and whole and time_limit is not None:
                 # its share of the time the MIP gets, against the floor held by then

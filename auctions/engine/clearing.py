@@ -28,7 +28,15 @@ from .formulation import (
     flow_lp,
     sorted_unique,
 )
-from .heuristics import Allocation, best_greedy, from_x, greedy_orders, order_search, priced_greedy
+from .heuristics import (
+    Allocation,
+    best_greedy,
+    from_x,
+    greedy_orders,
+    order_search,
+    priced_greedy,
+    while_they_fit,
+)
 from .lagrange import LagrangeResult, lagrangian_bound
 from .rounds import RESULT_FORMAT, Round, parse_round
 from .solve import Handover, SolverFailed, WholeNatural, solve_lp, solve_mip, solve_mip_natural
@@ -405,15 +413,9 @@ def large_start(
     `alloc` and the greedy passes its prices guide, each only if a pass as long as the last
     still ends by `until` (the first always runs)."""
     lag = lagrangian_bound(mk, target=alloc.welfare(mk), seconds=seconds)
-    cands: list[Callable[[], Allocation]] = [partial(best_greedy, mk, lag.score, until)]
-    cands += [partial(priced_greedy, mk, lag.lam, lag.score, scale) for scale in PRICE_SCALES]
-    last = 0.0
-    for i, make in enumerate(cands):
-        t = time.perf_counter()
-        if i and until is not None and t + last > until:
-            break
-        cand = make()
-        last = time.perf_counter() - t
+    passes: list[Callable[[], Allocation]] = [partial(best_greedy, mk, lag.score, until)]
+    passes += [partial(priced_greedy, mk, lag.lam, lag.score, scale) for scale in PRICE_SCALES]
+    for cand in while_they_fit(passes, until):
         if cand.welfare(mk) > alloc.welfare(mk) + 1e-6:
             alloc = cand
     return alloc, lag

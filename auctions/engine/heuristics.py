@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from functools import partial
+from typing import TypeVar
 
 import numpy as np
 
 from .formulation import FloatArray, IntArray, Market, fill
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -166,22 +171,30 @@ def from_x(mk: Market, x: IntArray) -> Allocation:
     return Allocation(x.astype(np.int64), chosen)
 
 
+def while_they_fit(passes: Iterable[Callable[[], T]], deadline: float | None) -> Iterator[T]:
+    """Run `passes` in turn and yield their results; the first always runs, another only if a
+    pass as long as the last one still ends by `deadline` (a `time.perf_counter()` value). On
+    dense rounds with wide windows a greedy pass takes 0.2-0.5 s, and the nine of the floor and
+    the search's start, run whatever the limit, made 2-5 s clearings overrun by seconds."""
+    last = 0.0
+    for i, run in enumerate(passes):
+        t = time.perf_counter()
+        if i and deadline is not None and t + last > deadline:
+            return
+        out = run()
+        last = time.perf_counter() - t
+        yield out
+
+
 def greedy_orders(
     mk: Market, lp_score: FloatArray | None = None, deadline: float | None = None
 ) -> tuple[Allocation, IntArray]:
-    """The best of the greedy orders (first best on ties) and its order. The first order is always
-    tried; another only if a pass as long as the last one still ends by `deadline` (a
-    `time.perf_counter()` value): on dense rounds with wide windows a pass takes 0.2-0.5 s, and
-    nine of them made 2-5 s clearings overrun by seconds."""
+    """The best of the greedy orders (first best on ties) and its order, trying orders while
+    they fit before `deadline` (`while_they_fit`)."""
     cands = orders(mk, lp_score)
     best, best_order = empty(mk), cands[0]
-    last = 0.0
-    for i, order in enumerate(cands):
-        t = time.perf_counter()
-        if i and deadline is not None and t + last > deadline:
-            break
-        a = greedy(mk, order)
-        last = time.perf_counter() - t
+    runs = while_they_fit((partial(greedy, mk, order) for order in cands), deadline)
+    for order, a in zip(cands, runs, strict=False):
         if a.welfare(mk) > best.welfare(mk) + 1e-6:
             best, best_order = a, order
     return best, best_order
@@ -227,13 +240,19 @@ def order_search(
     if n < 2:
         return best
     pos = np.empty(n, dtype=np.int64)
-    for _ in range(moves):
-        if deadline is not None and time.perf_counter() >= deadline:
-            break
+
+    def short_bids() -> IntArray:
+        """Bids that get fewer GPUs than they ask for, not first in the order (to move earlier)."""
         pos[best_order] = np.arange(n)
         got = np.bincount(mk.p_bid[mk.k_place], weights=best.x, minlength=n)
         short = np.flatnonzero((got < mk.b_gpus) & servable)
-        short = short[pos[short] > 0]
+        out: IntArray = short[pos[short] > 0]
+        return out
+
+    short = short_bids()
+    for _ in range(moves):
+        if deadline is not None and time.perf_counter() >= deadline:
+            break
         if short.size and rng.random() < 0.5:
             i = int(pos[short[rng.integers(short.size)]])
         else:
@@ -243,4 +262,5 @@ def order_search(
         cand = greedy(mk, order)
         if cand.welfare(mk) >= best.welfare(mk) - 1e-6:
             best, best_order = cand, order
+            short = short_bids()
     return best

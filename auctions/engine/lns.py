@@ -62,6 +62,22 @@ SUB_GAP = 1e-3
 # Neutral on large-31 (25k rows): docs/engine-experiments.md, *Light presolve in the sub-MIPs*.
 SUB_PRESOLVE_MODE = 2
 SUB_OPTIONS = {"mip_heuristic_effort": HEURISTIC_EFFORT, "presolve_mode": SUB_PRESOLVE_MODE}
+# How fast HiGHS gets through the root node of a sub-MIP, in natural-form non-zeros per second,
+# and how far past its limit a sub-MIP's root may be expected to run. HiGHS reads its clock
+# between the steps of its root node, not within them, and one step, the central rounding (an
+# analytic centre by interior point, then a line search of roundings with propagation, ~8-9 us
+# per non-zero), comes after five rounds of cuts, ~13 us per non-zero from the start: a
+# re-source model of 0.30M non-zeros ran 1.3 s past a 2.0 s limit, one of 0.39M 1.4-3.3 s past
+# 1.8-2.1 s (HiGHS's interrupt callback is not called within the step either), and regions of
+# wide-window rounds free bids with thousands of start times (16k placements, 28-34M
+# non-zeros: 9-11 s for 5 s, nothing found). A move whose root would need more than its limit
+# plus `SUB_OVERRUN_S` is narrowed to the placements that can draw on the capacity it frees
+# (`_solve_region`), and dropped if it still would; a re-source, whose MIP it would be, keeps
+# its greedy insertions only. On large-31 every sub-MIP is far below (31k non-zeros per second
+# of its limit at most); on xlarge-41 7 of 53 in 240 s were above, gaining 14,954 cents of the
+# search's 1.94M in 30 s of its 162 s (2026-12-03; docs/engine.md, *Large sub-markets*).
+SUB_NNZ_PER_SECOND = 75_000
+SUB_OVERRUN_S = 1.0
 # The most bids a switch should free (its neighbourhood is narrowed until it frees no more, or
 # cannot be narrowed further); large-31's switches free 16-98.
 SWITCH_BIDS = 2 * REGION_BIDS
@@ -88,7 +104,8 @@ def resource(mk: Market, inc: Allocation, *, seconds: float, valid: Valid, restr
     best = inc
     keep = np.zeros(mk.n_places, dtype=bool)
     keep[inc.chosen[inc.chosen >= 0]] = True
-    if keep.any() and seconds > 0.2:
+    # (a model too big for its time is not tried: HiGHS would overrun it, `SUB_NNZ_PER_SECOND`)
+    if keep.any() and seconds > 0.2 and _fits(mk, keep, seconds):
         sub, kmap = restrict(mk, keep)
         try:
             mip = solve_mip_natural(sub, time_limit=seconds, gap=1e-6, warm=inc.x[kmap], options=SUB_OPTIONS)
@@ -130,14 +147,19 @@ def regions(mk: Market, window: int, shift: int) -> list[tuple[IntArray, int, in
     return [(part, a, b) for _, _, part, a, b in out]
 
 
-def _freed(mk: Market, best: Allocation, offers: IntArray, a: int, b: int) -> IntArray:
-    """Bids freed by a region: winners drawing from its offers in [a, b), and losers of free XOR
-    groups that have a placement that could."""
+def _touch(mk: Market, offers: IntArray, a: int, b: int) -> np.ndarray:
+    """Sources on `offers` during [a, b) (a region's capacity), as a mask."""
     in_o = np.zeros(len(mk.rnd.offers), dtype=bool)
     in_o[offers] = True
     p = mk.k_place
-    touch = in_o[mk.k_offer] & (mk.p_start[p] < b) & (mk.p_end[p] > a)
-    return _free(mk, best, touch)
+    out: np.ndarray = in_o[mk.k_offer] & (mk.p_start[p] < b) & (mk.p_end[p] > a)
+    return out
+
+
+def _freed(mk: Market, best: Allocation, offers: IntArray, a: int, b: int) -> IntArray:
+    """Bids freed by a region: winners drawing from its offers in [a, b), and losers of free XOR
+    groups that have a placement that could."""
+    return _free(mk, best, _touch(mk, offers, a, b))
 
 
 def _free(mk: Market, best: Allocation, touch: np.ndarray, extra: IntArray | None = None) -> IntArray:
@@ -188,13 +210,14 @@ def switches(mk: Market, best: Allocation) -> list[tuple[int, int, float]]:
     return [(int(w[i]), int(s[i]), float(gain[i])) for i in order]
 
 
-def _switch_freed(mk: Market, best: Allocation, w: int, s: int) -> IntArray:
+def _switch_freed(mk: Market, best: Allocation, w: int, s: int) -> tuple[IntArray, np.ndarray]:
     """Bids freed to let `s` replace winner `w` (or move it, when `s == w`): both; the winners
     drawing from the offers of `s`'s three best placements (whole clusters when it is colocated)
     in its window, and from `w`'s sources during its award; and the losers of free groups that
     could use either. When that frees more than `SWITCH_BIDS`, only `s`'s best placement's
     offers, then only during that placement, then only the losers worth most (xlarge-41 freed
-    80-390 bids at first, mostly losers)."""
+    80-390 bids at first, mostly losers). Also returns the sources on the capacity it frees (for
+    `_solve_region`'s narrowing)."""
     p0, p1 = int(mk.b_pstart[s]), int(mk.b_pstart[s + 1])
     ps = np.arange(p0, p1)
     ps = ps[np.lexsort((ps, -mk.p_best[ps]))]
@@ -222,7 +245,7 @@ def _switch_freed(mk: Market, best: Allocation, w: int, s: int) -> IntArray:
             touch |= in_o[mk.k_offer] & (mk.p_start[p] < b0) & (mk.p_end[p] > a0)
         out = _free(mk, best, touch, extra=np.array([w, s], dtype=np.int64))
         if out.size <= SWITCH_BIDS:
-            return out
+            return out, touch
     # still too many: every freed winner, `s`, and the losers worth most in isolation up to the cap
     # (a loser left out only stays a loser)
     lose = out[(best.chosen[out] < 0) & (out != s)]
@@ -231,7 +254,7 @@ def _switch_freed(mk: Market, best: Allocation, w: int, s: int) -> IntArray:
     keep = out[(best.chosen[out] >= 0) | (out == s)]
     room = max(SWITCH_BIDS - keep.size, 0)
     lose = lose[np.lexsort((lose, -iso[lose]))][:room]
-    return np.sort(np.concatenate([keep, lose]))
+    return np.sort(np.concatenate([keep, lose])), touch
 
 
 def switch(
@@ -248,8 +271,8 @@ def switch(
     """Try to let bid `s` replace `w`, the winner of its XOR group (or to move `w` when
     `s == w`): a MIP over the bids `_switch_freed` frees, everything else fixed; never worse
     than `best`."""
-    nb = _switch_freed(mk, best, w, s)
-    return _solve_region(mk, best, nb, seconds, max(gap, SUB_GAP), valid, restrict)
+    nb, touch = _switch_freed(mk, best, w, s)
+    return _solve_region(mk, best, nb, seconds, max(gap, SUB_GAP), valid, restrict, touch)
 
 
 def _opportunity(mk: Market, best: Allocation, nb: IntArray) -> float:
@@ -262,12 +285,46 @@ def _opportunity(mk: Market, best: Allocation, nb: IntArray) -> float:
     return float(val[losers].sum())
 
 
+def _model_nnz(mk: Market, keep: np.ndarray) -> int:
+    """Non-zeros of the natural model of the placements in `keep` (`solve.natural_model`: three
+    link entries per placement, two per source and one per slot it covers)."""
+    per = np.diff(mk.p_kstart) * (mk.p_end - mk.p_start + 2) + 3
+    return int(per[keep].sum())
+
+
+def _fits(mk: Market, keep: np.ndarray, seconds: float) -> bool:
+    """Whether HiGHS's root node on the sub-MIP of the placements in `keep` should end within
+    `seconds` plus `SUB_OVERRUN_S`."""
+    return _model_nnz(mk, keep) <= SUB_NNZ_PER_SECOND * (seconds + SUB_OVERRUN_S)
+
+
 def _solve_region(
-    mk: Market, best: Allocation, nb: IntArray, seconds: float, gap: float, valid: Valid, restrict: Restrict
+    mk: Market,
+    best: Allocation,
+    nb: IntArray,
+    seconds: float,
+    gap: float,
+    valid: Valid,
+    restrict: Restrict,
+    touch: np.ndarray | None = None,
 ) -> Allocation:
+    """A MIP over the placements of the bids `nb`, everything else fixed. When that model is too
+    big for `seconds` (`SUB_NNZ_PER_SECOND`) the freed bids keep only their current placement
+    and those with a source in `touch` (the capacity the move frees); the move is dropped if
+    the model is still too big (`_fits`)."""
     keep = np.isin(mk.p_bid, nb)
     if not keep.any():
         return best
+    if not _fits(mk, keep, seconds):
+        if touch is None:
+            return best
+        near = np.zeros(mk.n_places, dtype=bool)
+        near[mk.k_place[touch]] = True
+        chosen = best.chosen[nb]
+        near[chosen[chosen >= 0]] = True
+        keep &= near
+        if not _fits(mk, keep, seconds):
+            return best
     fixed = np.setdiff1d(np.flatnonzero(best.chosen >= 0), nb)
     sub, kmap = restrict(mk, keep)
     cap = mk.o_gpus[:, None] - _usage(mk, best.x, fixed)
@@ -322,9 +379,10 @@ def improve(
             seconds = min(SUB_SECONDS, left() - 0.5)
             if kind == 0:
                 offers, a, b = regs[i]
-                nb = _freed(mk, best, offers, a, b)
+                touch = _touch(mk, offers, a, b)
+                nb = _free(mk, best, touch)
                 if nb.size:
-                    best = _solve_region(mk, best, nb, seconds, max(gap, SUB_GAP), valid, restrict)
+                    best = _solve_region(mk, best, nb, seconds, max(gap, SUB_GAP), valid, restrict, touch)
                 continue
             wb, sb, _ = pairs[i]
             if best.chosen[wb] < 0 or (sb != wb and best.chosen[sb] >= 0):

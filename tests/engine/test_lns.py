@@ -15,7 +15,7 @@ from auctions.engine.rounds import parse_round
 
 from .checker import exact_welfare, problems
 from .conftest import load_round
-from .generated import generated_round
+from .generated import generated_round, wide_round
 from .test_property import rounds
 
 
@@ -117,7 +117,7 @@ def test_switches_narrowed_to_few_bids_stay_valid(monkeypatch):
     for w, s, _ in lns.switches(mk, best)[:10]:
         if best.chosen[w] < 0 or (s != w and best.chosen[s] >= 0):
             continue
-        freed = lns._switch_freed(mk, best, w, s)
+        freed, _ = lns._switch_freed(mk, best, w, s)
         assert w in freed and s in freed
         assert np.count_nonzero(best.chosen[freed] < 0) <= max(
             4 - np.count_nonzero(best.chosen[freed] >= 0), 1
@@ -128,3 +128,80 @@ def test_switches_narrowed_to_few_bids_stay_valid(monkeypatch):
         assert cand.welfare(mk) >= best.welfare(mk) - 1e-6
         assert problems(doc, _result_of(doc, mk, cand)) == []
         best = cand
+
+
+def _wide_market(seed):
+    doc = wide_round(seed, n_bids=60)
+    rnd, _ = parse_round(doc)
+    assert rnd is not None
+    mk = build_market(rnd)
+    return doc, mk, best_greedy(mk)
+
+
+def test_a_move_too_big_for_its_time_keeps_only_the_placements_near_the_capacity_it_frees(monkeypatch):
+    # wide windows: a freed bid has up to hundreds of start times, and a region's MIP over all of
+    # them can be far beyond what HiGHS gets through in its seconds (28-34M non-zeros for 5 s on a
+    # fuzzed round: 9-11 s, nothing found); over the limit, each freed bid keeps its award and the
+    # placements with a source on the region's capacity
+    doc, mk, best = _wide_market(3)
+    seen = []
+    real = lns.solve_mip_natural
+
+    def spy(sub, **kw):
+        seen.append(sub.n_places)
+        return real(sub, **kw)
+
+    monkeypatch.setattr(lns, "solve_mip_natural", spy)
+    narrowed = 0
+    for offers, a, b in lns.regions(mk, 24, 0):
+        touch = lns._touch(mk, offers, a, b)
+        nb = lns._free(mk, best, touch)
+        if not nb.size:
+            continue
+        # the expected model, counted placement by placement
+        full = near = 0
+        freed = set(nb.tolist())
+        for p in range(mk.n_places):
+            bid = int(mk.p_bid[p])
+            if bid not in freed:
+                continue
+            size = int(mk.p_kstart[p + 1] - mk.p_kstart[p]) * int(mk.p_end[p] - mk.p_start[p] + 2) + 3
+            full += size
+            if best.chosen[bid] == p or touch[mk.p_kstart[p] : mk.p_kstart[p + 1]].any():
+                near += 1
+        if near == int(np.isin(mk.p_bid, nb).sum()):
+            continue  # nothing to narrow
+        # room for half the full model in 2 s
+        monkeypatch.setattr(lns, "SUB_NNZ_PER_SECOND", full / 2.0 / (2.0 + lns.SUB_OVERRUN_S))
+        seen.clear()
+        cand = lns._solve_region(mk, best, nb, 2.0, 1e-4, clearing._valid, clearing._restrict, touch)
+        if seen:  # (or the narrowed model is still too big: dropped, the next test)
+            assert seen == [near]
+            narrowed += 1
+        assert cand.welfare(mk) >= best.welfare(mk) - 1e-6
+        assert problems(doc, _result_of(doc, mk, cand)) == []
+        best = cand
+    assert narrowed >= 3
+
+
+def test_a_move_still_too_big_when_narrowed_is_not_tried(monkeypatch):
+    doc, mk, best = _wide_market(3)
+    monkeypatch.setattr(lns, "SUB_NNZ_PER_SECOND", 1)  # nothing fits
+
+    def never(*_a, **_k):
+        raise AssertionError("no MIP should be built")
+
+    monkeypatch.setattr(lns, "solve_mip_natural", never)
+    for offers, a, b in lns.regions(mk, 24, 0)[:10]:
+        touch = lns._touch(mk, offers, a, b)
+        nb = lns._free(mk, best, touch)
+        assert lns._solve_region(mk, best, nb, 2.0, 1e-4, clearing._valid, clearing._restrict, touch) is best
+    for w, s, _ in lns.switches(mk, best)[:5]:
+        cand = lns.switch(
+            mk, best, w, s, seconds=2.0, gap=1e-4, valid=clearing._valid, restrict=clearing._restrict
+        )
+        assert cand is best
+    # re-source skips its MIP, but still inserts losers greedily (never below the incumbent)
+    cand = lns.resource(mk, best, seconds=5.0, valid=clearing._valid, restrict=clearing._restrict)
+    assert cand.welfare(mk) >= best.welfare(mk) - 1e-6
+    assert problems(doc, _result_of(doc, mk, cand)) == []

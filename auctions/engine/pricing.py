@@ -106,7 +106,12 @@ def window_charges(prices: IntArray) -> IntArray:
 
 def price_needed(mk: Market, b: int, cum: IntArray) -> int | None:
     """Lowest average unit price (cents per GPU-hour, rounded up) at which the bid's cheapest
-    placement could buy `min_gpus` GPUs at the published prices, ignoring what others took."""
+    placement could buy `min_gpus` GPUs at the published prices, ignoring what others took.
+
+    All placements at once: each placement's sources cheapest first (ties in source order), the
+    GPUs each would add until `min_gpus`, and per placement the cost of those; exact integers.
+    (A loop over placements, each selecting its sources by mask, was quadratic: 0.54 s for 95
+    losers with ~170 start times each on a fuzzed round, more than the rest of its pricing.)"""
     p0, p1 = int(mk.b_pstart[b]), int(mk.b_pstart[b + 1])
     if p0 == p1:
         return None
@@ -114,22 +119,21 @@ def price_needed(mk: Market, b: int, cum: IntArray) -> int | None:
     ks = np.arange(k0, k1)
     o = mk.k_offer[ks]
     pl = mk.k_place[ks]
-    w = cum[o, mk.p_end[pl]] - cum[o, mk.p_start[pl]]  # cents x slots per GPU... per GPU-hour-slot
+    w = cum[o, mk.p_end[pl]] - cum[o, mk.p_start[pl]]  # price-slots per GPU
+    # sources stay grouped by placement (they are stored so), cheapest first within each
     order = np.lexsort((w, pl))
-    ks_sorted, w_sorted, pl_sorted = ks[order], w[order], pl[order]
-    best: int | None = None
+    ub = mk.k_ub[ks[order]]
+    ws = w[order]
+    starts = mk.p_kstart[p0:p1] - k0
+    counts = np.diff(mk.p_kstart[p0 : p1 + 1])
+    before = np.cumsum(ub) - ub  # GPUs of the cheaper sources of the same placement
+    before -= np.repeat(before[starts], counts)
     need = int(mk.b_min[b])
-    d = int(mk.b_dur[b])
-    for p in range(p0, p1):
-        sel = pl_sorted == p
-        ub = mk.k_ub[ks_sorted[sel]]
-        ws = w_sorted[sel]
-        before = np.cumsum(ub) - ub
-        take = np.clip(need - before, 0, ub)
-        if take.sum() < need:
-            continue
-        cost = int((take * ws).sum())  # price-slots x gpus
-        per = ceil_div(cost, need * d)
-        if best is None or per < best:
-            best = per
-    return best
+    take = np.clip(need - before, 0, ub)
+    got = np.add.reduceat(take, starts)
+    cost = np.add.reduceat(take * ws, starts)  # price-slots x gpus
+    ok = got >= need
+    if not ok.any():
+        return None
+    per = -((-cost[ok]) // (need * int(mk.b_dur[b])))  # rounded up
+    return int(per.min())

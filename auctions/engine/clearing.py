@@ -62,8 +62,12 @@ HANDOVER_GAP = 0.01
 SEARCH_MIN_COLUMNS = 2_000
 HANDOVER_LAGRANGE = 0.1
 # Greedy's orders (the floor) are tried while they fit in this share of a sub-market's time
-# (`heuristics.greedy_orders`; docs/engine.md *Solving*, *Heuristics first*).
+# (`heuristics.greedy_orders`; docs/engine.md *Solving*, *Heuristics first*), or in this many
+# seconds if more: a part left no time (earlier parts overran inside HiGHS) ran only the first
+# order, and a fuzzed round fell below greedy's best (895,898 against 896,865 cents at 1 s) where
+# the other orders took 1.5 ms each.
 GREEDY_SHARE = 0.25
+GREEDY_MIN_S = 0.05
 # A full MIP whose bids have more placements each than this on average (windows much wider than
 # their durations: hundreds of start times) runs with HiGHS's light presolve. The full presolve
 # does not check its clock (HiGHS issues #1501, #2226) and on such models took 2-25 s for
@@ -254,7 +258,8 @@ def clear_component(rnd: Round, *, time_limit: float | None, gap: float, solver:
     if mk.n_places:
         # the floor: greedy's orders, more of them only while they fit in a quarter of the time
         alloc, g_order = greedy_orders(
-            mk, deadline=None if deadline is None else t0 + GREEDY_SHARE * (deadline - t0)
+            mk,
+            deadline=None if deadline is None else t0 + max(GREEDY_SHARE * (deadline - t0), GREEDY_MIN_S),
         )
         # (a wide sub-market above NATURAL_MAX_NNZ is not solved whole, but the floor and the
         # rule below apply all the same: its flow-form MIP would go through cvxpy, whose import

@@ -1,5 +1,6 @@
-"""`pricing.price_needed` (the price a losing bid would have needed) against the per-placement loop
-it replaced, on Hypothesis rounds and on wide windows with random unit prices (ties included)."""
+"""`pricing.price_needed` (the price a losing bid would have needed) against the rule written
+placement by placement in plain Python, on Hypothesis rounds and on wide windows with random unit
+prices (ties included)."""
 
 from __future__ import annotations
 
@@ -16,32 +17,28 @@ from .test_property import rounds
 
 
 def loop_price_needed(mk: Market, b: int, cum: np.ndarray) -> int | None:
-    """The previous implementation, one placement at a time (kept as the reference)."""
-    p0, p1 = int(mk.b_pstart[b]), int(mk.b_pstart[b + 1])
-    if p0 == p1:
-        return None
-    k0, k1 = int(mk.p_kstart[p0]), int(mk.p_kstart[p1])
-    ks = np.arange(k0, k1)
-    o = mk.k_offer[ks]
-    pl = mk.k_place[ks]
-    w = cum[o, mk.p_end[pl]] - cum[o, mk.p_start[pl]]
-    order = np.lexsort((w, pl))
-    ks_sorted, w_sorted, pl_sorted = ks[order], w[order], pl[order]
+    """The rule in plain Python, one placement at a time (the reference): its sources by charge
+    per GPU (ties by source), GPUs from the cheapest until `min_gpus`, cost rounded up per
+    GPU-slot; the cheapest placement that can get `min_gpus`."""
+    need, dur = int(mk.b_min[b]), int(mk.b_dur[b])
     best: int | None = None
-    need = int(mk.b_min[b])
-    d = int(mk.b_dur[b])
-    for p in range(p0, p1):
-        sel = pl_sorted == p
-        ub = mk.k_ub[ks_sorted[sel]]
-        ws = w_sorted[sel]
-        before = np.cumsum(ub) - ub
-        take = np.clip(need - before, 0, ub)
-        if take.sum() < need:
+    for p in range(int(mk.b_pstart[b]), int(mk.b_pstart[b + 1])):
+        s, e = int(mk.p_start[p]), int(mk.p_end[p])
+        charged = sorted(
+            (int(cum[int(mk.k_offer[k]), e] - cum[int(mk.k_offer[k]), s]), k)
+            for k in range(int(mk.p_kstart[p]), int(mk.p_kstart[p + 1]))
+        )
+        got = cost = 0
+        for w, k in charged:
+            take = min(int(mk.k_ub[k]), need - got)
+            if take <= 0:
+                break
+            got += take
+            cost += take * w
+        if got < need:
             continue
-        cost = int((take * ws).sum())
-        per = pricing.ceil_div(cost, need * d)
-        if best is None or per < best:
-            best = per
+        per = -(-cost // (need * dur))
+        best = per if best is None else min(best, per)
     return best
 
 

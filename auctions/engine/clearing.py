@@ -79,6 +79,14 @@ GREEDY_MIN_S = 0.05
 # works); the sample rounds have 4-10.
 WIDE_PLACEMENTS_PER_BID = 16
 LIGHT_PRESOLVE = {"presolve_mode": 2}
+# ... and so does any full MIP of a sub-market given less than this many seconds: the full
+# presolve alone took 1.9 s of a fuzzed 272-bid part with 17 sources per placement whatever its
+# limit (`fuzz_round(17)`: 2.5 s for 1 s, 2.6 s for 2 s, 3.0 s for 3 s; light 1.3, 1.9 and
+# 2.2 s, same welfare), and medium-21 did as well or better with it at 2-4 s (6,715,189
+# against 6,680,245 cents at 2 s, equal at 3 and 4 s, each run once); from 5 s its bound, and at
+# 9-30 s also its incumbent, are better with the full presolve (session 11). Session 14,
+# docs/engine.md *Solving*.
+LIGHT_PRESOLVE_BELOW_S = 4.0
 # Such a sub-market first gets a better floor than greedy: hill climbing over greedy orders
 # (`heuristics.order_search`), at most WIDE_ORDER_MOVES greedy passes and WIDE_ORDER_SHARE of its
 # time. Measured in session 13, docs/engine.md *Wide windows*.
@@ -284,7 +292,8 @@ def clear_component(rnd: Round, *, time_limit: float | None, gap: float, solver:
             status = "time_limit"
         elif not large:
             search = solver.upper() == "HIGHS" and deadline is not None and flow_cols >= SEARCH_MIN_COLUMNS
-            options = LIGHT_PRESOLVE if wide and whole else None
+            short = time_limit is not None and time_limit < LIGHT_PRESOLVE_BELOW_S
+            options = LIGHT_PRESOLVE if (wide or short) and whole else None
             handover = None
             if search and whole and time_limit is not None:
                 # its share of the time the MIP gets, against the floor held by then

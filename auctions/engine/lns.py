@@ -306,7 +306,7 @@ def _solve_region(
     gap: float,
     valid: Valid,
     restrict: Restrict,
-    touch: np.ndarray | None = None,
+    touch: np.ndarray,
 ) -> Allocation:
     """A MIP over the placements of the bids `nb`, everything else fixed. When that model is too
     big for `seconds` (`SUB_NNZ_PER_SECOND`) the freed bids keep only their current placement
@@ -316,8 +316,6 @@ def _solve_region(
     if not keep.any():
         return best
     if not _fits(mk, keep, seconds):
-        if touch is None:
-            return best
         near = np.zeros(mk.n_places, dtype=bool)
         near[mk.k_place[touch]] = True
         chosen = best.chosen[nb]

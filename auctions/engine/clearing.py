@@ -61,6 +61,10 @@ HANDOVER_SHARE = 0.3
 HANDOVER_GAP = 0.01
 SEARCH_MIN_COLUMNS = 2_000
 HANDOVER_LAGRANGE = 0.1
+# A MIP that ran to its limit unproven is followed by the search when at least a second is left
+# for it, or this share of a shorter budget (a fixed second until session 15: medium-21 at 2 s
+# stopped at 0.9 s).
+SEARCH_MIN_SHARE = 0.2
 # Greedy's orders (the floor) are tried while they fit in this share of a sub-market's time
 # (`heuristics.greedy_orders`; docs/engine.md *Solving*, *Heuristics first*), or in this many
 # seconds if more: a part left no time (earlier parts overran inside HiGHS) ran only the first
@@ -353,7 +357,11 @@ def clear_component(rnd: Round, *, time_limit: float | None, gap: float, solver:
                     status = "time_limit"
                     stop = None if deadline is None else _search_stop(t0, deadline)
                     t_lns = time.perf_counter()
-                    if search and stop is not None and stop - t_lns > 1.0:
+                    if (
+                        search
+                        and stop is not None
+                        and stop - t_lns > min(1.0, SEARCH_MIN_SHARE * (stop - t0))
+                    ):
                         # the Lagrangian bound is valid too (capacity priced, the rest exact):
                         # keep the tighter
                         alloc, lag = large_start(
@@ -361,7 +369,7 @@ def clear_component(rnd: Round, *, time_limit: float | None, gap: float, solver:
                         )
                         bound = min(bound, lag.bound)
                         alloc = lns.improve(
-                            mk, alloc, deadline=stop, gap=gap, valid=_valid, restrict=_restrict
+                            mk, alloc, deadline=stop, gap=gap, valid=_valid, restrict=_restrict, bound=bound
                         )
                         mip_s += time.perf_counter() - t_lns
             elif wn is not None:
@@ -384,7 +392,9 @@ def clear_component(rnd: Round, *, time_limit: float | None, gap: float, solver:
             if solver.upper() == "HIGHS" and deadline is not None:
                 t_lns = time.perf_counter()
                 stop = _search_stop(t0, deadline)
-                alloc = lns.improve(mk, alloc, deadline=stop, gap=gap, valid=_valid, restrict=_restrict)
+                alloc = lns.improve(
+                    mk, alloc, deadline=stop, gap=gap, valid=_valid, restrict=_restrict, bound=bound
+                )
                 mip_s += time.perf_counter() - t_lns
             else:
                 alloc, mip_s, compile_s = _restricted_mip(mk, alloc, lag.score, solver, left(0.95), gap)

@@ -4,6 +4,8 @@ holds; and the engine's silence on stdout."""
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 from hypothesis import HealthCheck, given, settings
 
@@ -205,3 +207,55 @@ def test_a_move_still_too_big_when_narrowed_is_not_tried(monkeypatch):
     cand = lns.resource(mk, best, seconds=5.0, valid=clearing._valid, restrict=clearing._restrict)
     assert cand.welfare(mk) >= best.welfare(mk) - 1e-6
     assert problems(doc, _result_of(doc, mk, cand)) == []
+
+
+def _generated_market(seed):
+    rnd, _ = parse_round(generated_round(seed))
+    assert rnd is not None
+    mk = build_market(rnd)
+    return mk, best_greedy(mk)
+
+
+def test_a_short_search_keeps_moving_until_its_margin(monkeypatch):
+    # a 3 s search has a margin of 0.3 s (`MARGIN_SHARE`): moves start until 0.3 s before its
+    # deadline, each sub-MIP limited to stop 0.15 s before it; with the fixed second of margin
+    # it had until session 15, every limit was at least 0.5 s and the search stopped with a
+    # third of its time left
+    mk, start = _generated_market(1)
+    limits = []
+    real = lns.solve_mip_natural
+
+    def spy(*args, **kwargs):
+        limits.append(kwargs["time_limit"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(lns, "solve_mip_natural", spy)
+    deadline = time.perf_counter() + 3.0
+    best = lns.improve(
+        mk, start, deadline=deadline, gap=1e-4, valid=clearing._valid, restrict=clearing._restrict
+    )
+    left = deadline - time.perf_counter()
+    assert best.welfare(mk) > start.welfare(mk) + 1e-6
+    assert min(limits) < 0.5  # moves in the last half second
+    assert min(limits) >= 0.3 / 2 - 0.05
+    assert -lns.SUB_OVERRUN_S < left < 0.5
+
+
+def test_the_search_stops_at_once_when_its_start_meets_the_bound(monkeypatch):
+    # a sub-market whose Lagrangian bound equals its start (proven optimal) gets no search
+    mk, start = _generated_market(1)
+
+    def never(*_a, **_k):
+        raise AssertionError("no MIP should be built")
+
+    monkeypatch.setattr(lns, "solve_mip_natural", never)
+    best = lns.improve(
+        mk,
+        start,
+        deadline=time.perf_counter() + 5.0,
+        gap=1e-4,
+        valid=clearing._valid,
+        restrict=clearing._restrict,
+        bound=start.welfare(mk),
+    )
+    assert best is start

@@ -132,12 +132,17 @@ def test_switches_narrowed_to_few_bids_stay_valid(monkeypatch):
         best = cand
 
 
-def _wide_market(seed):
-    doc = wide_round(seed, n_bids=60)
+def _market(doc):
+    """The round's market and greedy's best allocation on it."""
     rnd, _ = parse_round(doc)
     assert rnd is not None
     mk = build_market(rnd)
-    return doc, mk, best_greedy(mk)
+    return mk, best_greedy(mk)
+
+
+def _wide_market(seed):
+    doc = wide_round(seed, n_bids=60)
+    return (doc, *_market(doc))
 
 
 def test_a_move_too_big_for_its_time_keeps_only_the_placements_near_the_capacity_it_frees(monkeypatch):
@@ -209,19 +214,12 @@ def test_a_move_still_too_big_when_narrowed_is_not_tried(monkeypatch):
     assert problems(doc, _result_of(doc, mk, cand)) == []
 
 
-def _generated_market(seed):
-    rnd, _ = parse_round(generated_round(seed))
-    assert rnd is not None
-    mk = build_market(rnd)
-    return mk, best_greedy(mk)
-
-
 def test_a_short_search_keeps_moving_until_its_margin(monkeypatch):
     # a 3 s search has a margin of 0.3 s (`MARGIN_SHARE`): moves start until 0.3 s before its
     # deadline, each sub-MIP limited to stop 0.15 s before it; with the fixed second of margin
     # it had until session 15, every limit was at least 0.5 s and the search stopped with a
     # third of its time left
-    mk, start = _generated_market(1)
+    mk, start = _market(generated_round(1))
     limits = []
     real = lns.solve_mip_natural
 
@@ -243,7 +241,7 @@ def test_a_short_search_keeps_moving_until_its_margin(monkeypatch):
 
 def test_the_search_stops_at_once_when_its_start_meets_the_bound(monkeypatch):
     # a sub-market whose Lagrangian bound equals its start (proven optimal) gets no search
-    mk, start = _generated_market(1)
+    mk, start = _market(generated_round(1))
 
     def never(*_a, **_k):
         raise AssertionError("no MIP should be built")

@@ -3,7 +3,17 @@ form's LP of every sub-market, solved by HiGHS's interior-point method without c
 objective is wanted) and no time limit. xlarge-41's LP, which the engine cannot afford inside its
 600 s, took 984 s here (2026-12-02) and is the denominator of its target.
 
-    python -m tests.engine.lp_bound ROUND.json [--seconds S]
+With `--strong`, the LP of the same model with a variable upper bound per source added,
+`x[k] <= ub[k] z[p]` (only where `ub[k]`, the GPUs the source can give, is below the bid's
+`gpus`; elsewhere the link row `sum x <= gpus z` implies it). Every valid clearing satisfies
+those rows (a source gives nothing to a placement not chosen), so this LP is a valid bound too,
+and a tighter one: with `z[p]` fractional the weak LP can draw a source's whole offer for a
+fraction of the placement (large-31: 44,877,859 against 45,248,084). It is the bound the
+Lagrangian of `auctions/engine/lagrange.py` converges to (the convex hull of each bid's choices
+with capacity relaxed). Offline evidence only: the engine does not use these rows
+(docs/engine-experiments.md, *A stronger formulation*).
+
+    python -m tests.engine.lp_bound ROUND.json [--seconds S] [--strong]
 """
 
 from __future__ import annotations
@@ -14,15 +24,34 @@ import sys
 import time
 from typing import Any
 
+import numpy as np
+
 from auctions.engine.components import components
-from auctions.engine.formulation import build_market, flow_lp
+from auctions.engine.formulation import Market, build_market, flow_lp
 from auctions.engine.rounds import Round, parse_round
 from auctions.engine.solve import bare_highs
 
 
-def lp_bound(rnd: Round, seconds: float | None = None, log: Any = None) -> float:
-    """The sum over sub-markets of their LP optimum (welfare, cents); raises when one is not
-    solved to optimality."""
+def add_source_bounds(h: Any, mk: Market) -> int:
+    """Add `x[k] - ub[k] z[p] <= 0` for every source whose `ub[k]` is below its bid's `gpus` to
+    the model loaded in `h` (the flow or the natural form: both start with the columns z, then
+    x); returns the number of rows added."""
+    ks = np.flatnonzero(mk.k_ub < mk.b_gpus[mk.p_bid[mk.k_place]])
+    n = int(ks.size)
+    if n:
+        index = np.empty(2 * n, dtype=np.int32)
+        index[0::2] = mk.k_place[ks]
+        index[1::2] = mk.n_places + ks
+        value = np.ones(2 * n)
+        value[0::2] = -mk.k_ub[ks]
+        start = np.arange(0, 2 * n, 2, dtype=np.int32)
+        h.addRows(n, np.full(n, -np.inf), np.zeros(n), 2 * n, start, index, value)
+    return n
+
+
+def lp_bound(rnd: Round, seconds: float | None = None, log: Any = None, *, strong: bool = False) -> float:
+    """The sum over sub-markets of their LP optimum (welfare, cents), with the source bounds of
+    `add_source_bounds` when `strong`; raises when one is not solved to optimality."""
     total = 0.0
     for part in components(rnd):
         mk = build_market(part)
@@ -36,6 +65,8 @@ def lp_bound(rnd: Round, seconds: float | None = None, log: Any = None) -> float
         for key, val in opts.items():
             h.setOptionValue(key, val)
         lp.pass_to(h)
+        if strong:
+            add_source_bounds(h, mk)
         t0 = time.perf_counter()
         run = h.run()
         status = h.getModelStatus().name
@@ -49,24 +80,36 @@ def lp_bound(rnd: Round, seconds: float | None = None, log: Any = None) -> float
     return total
 
 
-def round_arg(description: str, argv: list[str] | None, seconds: float | None) -> tuple[Round, float | None]:
-    """`ROUND.json [--seconds S]` from the command line, checked; exits 2 with the problems."""
+def round_args(
+    description: str, argv: list[str] | None, seconds: float | None, strong: bool = False
+) -> tuple[Round, argparse.Namespace]:
+    """`ROUND.json [--seconds S]` (and `--strong` if asked for) from the command line, checked;
+    exits 2 with the problems."""
     ap = argparse.ArgumentParser(description=description)
     ap.add_argument("round")
     ap.add_argument("--seconds", type=float, default=seconds)
+    if strong:
+        ap.add_argument("--strong", action="store_true", help="add the source bounds x <= ub z")
     args = ap.parse_args(argv)
     with open(args.round, encoding="utf-8") as f:
         rnd, problems = parse_round(json.load(f))
     if rnd is None:
         sys.stderr.write("\n".join(problems) + "\n")
         raise SystemExit(2)
+    return rnd, args
+
+
+def round_arg(description: str, argv: list[str] | None, seconds: float | None) -> tuple[Round, float | None]:
+    """`ROUND.json [--seconds S]` from the command line, checked; exits 2 with the problems."""
+    rnd, args = round_args(description, argv, seconds)
     return rnd, args.seconds
 
 
 def main(argv: list[str] | None = None) -> int:
-    rnd, seconds = round_arg(__doc__.splitlines()[0], argv, None)
-    bound = lp_bound(rnd, seconds, log=lambda m: sys.stderr.write(m + "\n"))
-    sys.stdout.write(json.dumps({"round": rnd.round, "lp_bound_cents": bound}) + "\n")
+    rnd, args = round_args(__doc__.splitlines()[0], argv, None, strong=True)
+    bound = lp_bound(rnd, args.seconds, log=lambda m: sys.stderr.write(m + "\n"), strong=args.strong)
+    key = "strong_lp_bound_cents" if args.strong else "lp_bound_cents"
+    sys.stdout.write(json.dumps({"round": rnd.round, key: bound}) + "\n")
     return 0
 
 

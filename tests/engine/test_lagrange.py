@@ -1,10 +1,10 @@
 """The Lagrangian bound's fast segment sort gives exactly lexsort's order, ties and near-ties
-included, and the bound it feeds still holds."""
+included, and the bound it feeds still holds; so do the offline LP bounds (`lp_bound`)."""
 
 from __future__ import annotations
 
 import numpy as np
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from auctions.engine import clear
@@ -12,8 +12,10 @@ from auctions.engine.formulation import build_market
 from auctions.engine.lagrange import _by_place_then_value, lagrangian_bound
 from auctions.engine.rounds import parse_round
 
+from .brute import optimum
 from .generated import generated_round
 from .lp_bound import lp_bound
+from .test_property import rounds
 
 
 @st.composite
@@ -76,3 +78,28 @@ def test_offline_lp_bound_lies_between_the_optimum_and_the_engine_lp():
     # dual bound and this same LP, so it cannot be above it
     assert bound >= exact["welfare_cents"] - 1e-6
     assert exact["bound_cents"] <= bound + 1.0
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(rounds())
+def test_the_strong_lp_bound_lies_between_the_optimum_and_the_lp_bound(doc):
+    # `lp_bound --strong` (offline evidence for xlarge-41's target): the source bounds
+    # x <= ub z cut off only fractional points, so the bound still holds, and it is never weaker
+    rnd, _ = parse_round(doc)
+    assert rnd is not None
+    best = float(optimum(doc))
+    strong, weak = lp_bound(rnd, strong=True), lp_bound(rnd)
+    assert best - 1e-6 * max(best, 1.0) <= strong <= weak + 1e-6 * max(weak, 1.0)
+
+
+def test_the_strong_lp_bound_is_tighter_where_offers_are_smaller_than_bids():
+    # generated round 3: bids of up to 32 GPUs on offers of 8-64; the weak LP takes a small
+    # offer's whole capacity for a fraction of a placement
+    doc = generated_round(3)
+    exact = clear(doc, time_limit=30.0)
+    assert exact["status"] == "optimal"
+    rnd, _ = parse_round(doc)
+    assert rnd is not None
+    strong, weak = lp_bound(rnd, strong=True), lp_bound(rnd)
+    assert exact["welfare_cents"] <= strong + 1e-6 * strong
+    assert strong < weak * (1 - 0.02)

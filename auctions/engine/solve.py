@@ -129,9 +129,12 @@ def lp_of_matrices(mt: Matrices) -> FlowLP:
     )
 
 
-def solve_lp(mt: Matrices | FlowLP, *, solver: str, time_limit: float | None) -> LPResult:
+def solve_lp(
+    mt: Matrices | FlowLP, *, solver: str, time_limit: float | None, source_bounds: bool = True
+) -> LPResult:
     """Solve the LP relaxation; the duals of `y <= cap` (column bounds of y) are the capacity
-    prices.
+    prices. With HiGHS and a `FlowLP` built from a Market, the LP has the source bounds of
+    `add_source_bounds` too (unless `source_bounds` is False), as a sub-market solved whole has.
 
     HiGHS gets the arrays of `flow_lp` through highspy's array `passModel`, the same LP that
     cvxpy's HiGHS interface loaded before (`tests/engine/test_lp.py` checks objective, primal and
@@ -147,6 +150,8 @@ def solve_lp(mt: Matrices | FlowLP, *, solver: str, time_limit: float | None) ->
         for key, val in opts.items():
             h.setOptionValue(key, val)
         lp.pass_to(h)
+        if source_bounds and lp.mk is not None:
+            add_source_bounds(h, lp.mk)
         compile_s = time.perf_counter() - t0
         t1 = time.perf_counter()
         try:
@@ -342,6 +347,31 @@ def natural_model(mk: Market, cap: IntArray | None = None) -> tuple[NaturalModel
     return model, total
 
 
+def add_source_bounds(h: Any, mk: Market) -> int:
+    """Add `x[k] - ub[k] z[p] <= 0` to the model loaded in `h` (the natural or the flow form: both
+    start with the columns z, then x) for every source whose `ub[k]` (the GPUs it can give) is
+    below its bid's `gpus`; elsewhere the link row `sum x <= gpus z` implies it. Returns the number
+    of rows added, after the model's own.
+
+    Every valid clearing satisfies these rows, so the LP keeps its bound, but without them a
+    fractional `z[p]` may draw a small offer's whole capacity for a fraction of the placement.
+    With them each bid's choices (capacity aside) have an integral LP description, so the LP's
+    capacity duals are convex-hull prices: exactly the multipliers at which the Lagrangian of
+    `lagrange.py` (capacity priced, each bid's choice exact) attains the LP bound, as they are on
+    large sub-markets (*Pricing* in docs/engine.md; `tests/engine/test_whole.py`)."""
+    ks = np.flatnonzero(mk.k_ub < mk.b_gpus[mk.p_bid[mk.k_place]])
+    n = int(ks.size)
+    if n:
+        index = np.empty(2 * n, dtype=np.int32)
+        index[0::2] = mk.k_place[ks]
+        index[1::2] = mk.n_places + ks
+        value = np.ones(2 * n)
+        value[0::2] = -mk.k_ub[ks]
+        start = np.arange(0, 2 * n, 2, dtype=np.int32)
+        h.addRows(n, np.full(n, -np.inf), np.zeros(n), 2 * n, start, index, value)
+    return n
+
+
 _BANNER_DONE = False
 
 
@@ -466,9 +496,11 @@ class WholeNatural:
         self.h.clearModel()
 
     def lp_options(self, time_limit: float | None) -> None:
-        """Turn the loaded MIP into its LP relaxation (options only; the model stays as loaded)."""
+        """Turn the loaded MIP into its LP relaxation: HiGHS's option, and the source bounds of
+        `add_source_bounds` (rows after the capacity rows; the MIP ran without them)."""
         h = self.h
         h.setOptionValue("solve_relaxation", True)
+        add_source_bounds(h, self.mk)
         if self.num_col > IPM_COLUMNS:
             h.setOptionValue("solver", "ipm")
         if time_limit is not None:
@@ -499,7 +531,10 @@ class WholeNatural:
         n_link = mk.n_groups + 2 * mk.n_places
         # capacity rows, offer by slot; prefix sums per offer so that a checkpoint's dual is the
         # sum over its interval [its slot, the offer's next checkpoint or the horizon's end)
-        rd = np.maximum(-np.asarray(sol.row_dual, dtype=float)[n_link:], 0.0).reshape(-1, slots)
+        n_cap = mk.o_gpus.size * slots
+        rd = np.maximum(-np.asarray(sol.row_dual, dtype=float)[n_link : n_link + n_cap], 0.0).reshape(
+            -1, slots
+        )
         pre = np.zeros((rd.shape[0], slots + 1))
         np.add.accumulate(rd, axis=1, out=pre[:, 1:])
         nr = mk.r_offer.size

@@ -4,14 +4,12 @@ objective is wanted) and no time limit. xlarge-41's LP, which the engine cannot 
 600 s, took 984 s here (2026-12-02) and is the denominator of its target.
 
 With `--strong`, the LP of the same model with a variable upper bound per source added,
-`x[k] <= ub[k] z[p]` (only where `ub[k]`, the GPUs the source can give, is below the bid's
-`gpus`; elsewhere the link row `sum x <= gpus z` implies it). Every valid clearing satisfies
-those rows (a source gives nothing to a placement not chosen), so this LP is a valid bound too,
-and a tighter one: with `z[p]` fractional the weak LP can draw a source's whole offer for a
+`x[k] <= ub[k] z[p]` (`solve.add_source_bounds`, the rows the engine's own LP has since
+session 16). Every valid clearing satisfies them, so this LP is a valid bound too, and a
+tighter one: with `z[p]` fractional the plain LP can draw a small offer's whole capacity for a
 fraction of the placement (large-31: 44,877,859 against 45,248,084). It is the bound the
 Lagrangian of `auctions/engine/lagrange.py` converges to (the convex hull of each bid's choices
-with capacity relaxed). Offline evidence only: the engine does not use these rows
-(docs/engine-experiments.md, *A stronger formulation*).
+with capacity priced). The issue's targets are stated against the plain LP (without `--strong`).
 
     python -m tests.engine.lp_bound ROUND.json [--seconds S] [--strong]
 """
@@ -24,34 +22,15 @@ import sys
 import time
 from typing import Any
 
-import numpy as np
-
 from auctions.engine.components import components
-from auctions.engine.formulation import Market, build_market, flow_lp
+from auctions.engine.formulation import build_market, flow_lp
 from auctions.engine.rounds import Round, parse_round
-from auctions.engine.solve import bare_highs
-
-
-def add_source_bounds(h: Any, mk: Market) -> int:
-    """Add `x[k] - ub[k] z[p] <= 0` for every source whose `ub[k]` is below its bid's `gpus` to
-    the model loaded in `h` (the flow or the natural form: both start with the columns z, then
-    x); returns the number of rows added."""
-    ks = np.flatnonzero(mk.k_ub < mk.b_gpus[mk.p_bid[mk.k_place]])
-    n = int(ks.size)
-    if n:
-        index = np.empty(2 * n, dtype=np.int32)
-        index[0::2] = mk.k_place[ks]
-        index[1::2] = mk.n_places + ks
-        value = np.ones(2 * n)
-        value[0::2] = -mk.k_ub[ks]
-        start = np.arange(0, 2 * n, 2, dtype=np.int32)
-        h.addRows(n, np.full(n, -np.inf), np.zeros(n), 2 * n, start, index, value)
-    return n
+from auctions.engine.solve import add_source_bounds, bare_highs
 
 
 def lp_bound(rnd: Round, seconds: float | None = None, log: Any = None, *, strong: bool = False) -> float:
     """The sum over sub-markets of their LP optimum (welfare, cents), with the source bounds of
-    `add_source_bounds` when `strong`; raises when one is not solved to optimality."""
+    `solve.add_source_bounds` when `strong`; raises when one is not solved to optimality."""
     total = 0.0
     for part in components(rnd):
         mk = build_market(part)

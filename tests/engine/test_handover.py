@@ -10,7 +10,7 @@ import auctions.engine.clearing as clearing
 import auctions.engine.solve as solve
 from auctions.engine import clear
 from auctions.engine.components import components
-from auctions.engine.formulation import build_market
+from auctions.engine.formulation import build_market, flow_lp
 from auctions.engine.heuristics import best_greedy
 
 from .checker import exact_welfare, problems
@@ -49,9 +49,10 @@ def test_a_mip_within_the_handover_gap_keeps_its_time_and_proves_optimality():
 
 
 def test_the_handover_counts_the_welfare_already_held():
-    # with the floor at the MIP's own bound there is no gap left to close: never interrupted
+    # with the floor above the MIP's own bound there is no gap left to close: never interrupted
+    # (the MIP's bound comes from the LP without the source bounds, which the prices' LP has)
     mk = largest_market(load_round("small-11"))
-    lp = solve.WholeNatural(mk, time_limit=30.0, gap=0.0).lp(time_limit=30.0)
+    lp = solve.solve_lp(flow_lp(mk), solver="HIGHS", time_limit=30.0, source_bounds=False)
     hand = solve.Handover(after_s=0.0, max_gap=0.0, floor=lp.objective + 1.0)
     wn = solve.WholeNatural(mk, time_limit=30.0, gap=0.0, handover=hand)
     assert wn.mip().optimal

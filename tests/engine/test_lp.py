@@ -102,7 +102,8 @@ def lp_differences(mk: Market) -> list[str]:
     # no integer column either way (the array overload takes an integrality array: all continuous)
     if any(int(v) for v in lp_new.integrality_) or any(int(v) for v in lp_old.integrality_):
         out.append("highs.integrality_")
-    res = solve.solve_lp(new, solver="HIGHS", time_limit=30.0)
+    # (the plain LP: the source bounds the engine adds are rows cvxpy's interface never had)
+    res = solve.solve_lp(new, solver="HIGHS", time_limit=30.0, source_bounds=False)
     if res.optimal != ok:
         out.append("optimal")
     elif ok:
@@ -155,6 +156,13 @@ def test_direct_lp_equals_the_cvxpy_interface_lp_with_the_interior_point_option(
 def test_solve_lp_takes_matrices_or_the_flow_lp():
     mk = build_market(parsed(load_round("small-12")))
     a = solve.solve_lp(build_matrices(mk), solver="HIGHS", time_limit=30.0)
-    b = solve.solve_lp(flow_lp(mk), solver="HIGHS", time_limit=30.0)
+    b = solve.solve_lp(flow_lp(mk), solver="HIGHS", time_limit=30.0, source_bounds=False)
     assert a.optimal and b.optimal and a.objective == b.objective
     assert np.array_equal(a.duals, b.duals) and np.array_equal(a.x, b.x)
+    # the engine's LP (source bounds added) is never weaker; small-11's reaches its optimum
+    strong = solve.solve_lp(flow_lp(mk), solver="HIGHS", time_limit=30.0)
+    assert strong.optimal and strong.objective <= b.objective + 1e-6
+    mk11 = build_market(parsed(load_round("small-11")))
+    plain11 = solve.solve_lp(flow_lp(mk11), solver="HIGHS", time_limit=30.0, source_bounds=False)
+    strong11 = solve.solve_lp(flow_lp(mk11), solver="HIGHS", time_limit=30.0)
+    assert round(plain11.objective) == 1332296 and round(strong11.objective) == 1332232

@@ -1,6 +1,7 @@
 """Sub-markets solved whole (`solve.WholeNatural`): one natural-form model in the thread's HiGHS
 instance, its MIP and then its LP relaxation. The LP must be the flow form's LP (same bound), its
-duals, summed per checkpoint interval, an optimal dual of that LP (the prices the docs define),
+duals, summed per checkpoint interval, an optimal dual of that LP (the prices the docs define)
+and convex-hull prices (the engine's Lagrangian attains the LP bound there),
 its MIP the one a fresh instance solves, and a reused instance must honour every clearing's own
 time limit however long it has run before."""
 
@@ -19,6 +20,7 @@ import auctions.engine.solve as solve
 from auctions.engine.clearing import clear
 from auctions.engine.components import components
 from auctions.engine.formulation import FlowLP, Market, build_market, flow_lp
+from auctions.engine.lagrange import _evaluate
 
 from .checker import problems
 from .conftest import load_round
@@ -27,10 +29,11 @@ from .test_build import parsed, rounds
 
 
 def priced_lp_value(mt: FlowLP, duals: np.ndarray) -> float:
-    """max c.v over the flow LP without its capacity bounds, each GPU-slot of y charged `duals`,
-    plus the charges of the capacities: the LP's Lagrangian at `duals`. At least the LP's optimum
-    for any duals >= 0 (weak duality), equal to it exactly for an optimal dual (LP strong
-    duality)."""
+    """max c.v over the flow LP (with its source bounds) without its capacity bounds, each
+    GPU-slot of y charged `duals`, plus the charges of the capacities: the LP's Lagrangian at
+    `duals`. At least the LP's optimum for any duals >= 0 (weak duality), equal to it exactly for
+    an optimal dual (LP strong duality)."""
+    assert mt.mk is not None
     h = solve.bare_highs()
     cost = -mt.c.astype(float)
     n_zx = mt.n_z + mt.n_x
@@ -38,9 +41,21 @@ def priced_lp_value(mt: FlowLP, duals: np.ndarray) -> float:
     upper = mt.col_upper.copy()
     upper[n_zx:] = np.inf
     replace(mt, c=-cost, col_upper=upper).pass_to(h)
+    solve.add_source_bounds(h, mt.mk)
     h.run()
     assert h.getModelStatus().name == "kOptimal"
     return -float(h.getInfo().objective_function_value) + float(mt.col_upper[n_zx:] @ duals)
+
+
+def hull_value(mk: Market, duals: np.ndarray) -> float:
+    """The engine's Lagrangian (`lagrange._evaluate`: capacity priced, each bid's choice of
+    placement and sources exact and integral) at the checkpoint duals, each on its checkpoint's
+    slot: a source pays the duals of the checkpoints in its interval, as in the flow form. At
+    least the integer optimum for any duals; equal to the LP's optimum only when the LP is the
+    convex hull of the bids' choices and the duals are optimal: convex-hull prices."""
+    lam = np.zeros((mk.o_gpus.size, mk.rnd.slots))
+    np.add.at(lam, (mk.r_offer, mk.r_slot), duals)
+    return _evaluate(mk, lam)[0]
 
 
 def whole_differences(mk: Market) -> list[str]:
@@ -60,6 +75,8 @@ def whole_differences(mk: Market) -> list[str]:
         out.append("duals: one per checkpoint row, never negative")
     elif abs(priced_lp_value(mt, lp.duals) - ref.objective) > 1e-5 * max(1.0, abs(ref.objective)):
         out.append(f"duals not optimal for the flow LP: {priced_lp_value(mt, lp.duals)} vs {ref.objective}")
+    elif abs(hull_value(mk, lp.duals) - ref.objective) > 1e-5 * max(1.0, abs(ref.objective)):
+        out.append(f"not convex-hull prices: Lagrangian {hull_value(mk, lp.duals)} vs LP {ref.objective}")
     if mip.optimal != fresh.optimal or not np.array_equal(mip.x, fresh.x):
         out.append("MIP differs from a fresh instance's")
     return out

@@ -531,10 +531,9 @@ class WholeNatural:
         n_link = mk.n_groups + 2 * mk.n_places
         # capacity rows, offer by slot; prefix sums per offer so that a checkpoint's dual is the
         # sum over its interval [its slot, the offer's next checkpoint or the horizon's end)
-        n_cap = mk.o_gpus.size * slots
-        rd = np.maximum(-np.asarray(sol.row_dual, dtype=float)[n_link : n_link + n_cap], 0.0).reshape(
-            -1, slots
-        )
+        # (the source bounds' rows follow the capacity rows: not read)
+        cap_dual = -np.asarray(sol.row_dual, dtype=float)[n_link : n_link + mk.o_gpus.size * slots]
+        rd = np.maximum(cap_dual, 0.0).reshape(-1, slots)
         pre = np.zeros((rd.shape[0], slots + 1))
         np.add.accumulate(rd, axis=1, out=pre[:, 1:])
         nr = mk.r_offer.size

@@ -369,7 +369,14 @@ def clear_component(rnd: Round, *, time_limit: float | None, gap: float, solver:
                         )
                         bound = min(bound, lag.bound)
                         alloc = lns.improve(
-                            mk, alloc, deadline=stop, gap=gap, valid=_valid, restrict=_restrict, bound=bound
+                            mk,
+                            alloc,
+                            deadline=stop,
+                            gap=gap,
+                            valid=_valid,
+                            restrict=_restrict,
+                            bound=bound,
+                            lam=lag.lam,
                         )
                         mip_s += time.perf_counter() - t_lns
             elif wn is not None:
@@ -393,7 +400,14 @@ def clear_component(rnd: Round, *, time_limit: float | None, gap: float, solver:
                 t_lns = time.perf_counter()
                 stop = _search_stop(t0, deadline)
                 alloc = lns.improve(
-                    mk, alloc, deadline=stop, gap=gap, valid=_valid, restrict=_restrict, bound=bound
+                    mk,
+                    alloc,
+                    deadline=stop,
+                    gap=gap,
+                    valid=_valid,
+                    restrict=_restrict,
+                    bound=bound,
+                    lam=lag.lam,
                 )
                 mip_s += time.perf_counter() - t_lns
             else:

@@ -60,8 +60,9 @@ def _by_place_then_value(place: IntArray, a: FloatArray) -> IntArray:
     return order
 
 
-def _evaluate(mk: Market, lam: FloatArray) -> tuple[float, FloatArray, IntArray, FloatArray]:
-    """L(lam), usage of the subproblems' answer per (offer, slot), and per-bid best values."""
+def _priced(mk: Market, lam: FloatArray) -> tuple[IntArray, IntArray, FloatArray]:
+    """Each placement's best fill at prices `lam`: the sources in (placement, priced value) order,
+    the GPUs each takes, and each placement's priced value."""
     n_o, slots = lam.shape
     cum = np.zeros((n_o, slots + 1))
     np.cumsum(lam, axis=1, out=cum[:, 1:])
@@ -71,13 +72,32 @@ def _evaluate(mk: Market, lam: FloatArray) -> tuple[float, FloatArray, IntArray,
     order = _by_place_then_value(mk.k_place, a)
     a_s = a[order]
     place_s = mk.k_place[order]
-    ub_s = mk.k_ub[order]
-    seg_start = mk.p_kstart[:-1]
     bid = mk.p_bid
     take = fill(
-        ub_s, np.where(a_s > 0, 1, 0).astype(np.int64), seg_start, place_s, mk.b_gpus[bid], mk.b_min[bid]
+        mk.k_ub[order],
+        np.where(a_s > 0, 1, 0).astype(np.int64),
+        mk.p_kstart[:-1],
+        place_s,
+        mk.b_gpus[bid],
+        mk.b_min[bid],
     )
-    val = np.bincount(place_s, weights=take * a_s, minlength=mk.n_places)
+    val = np.asarray(np.bincount(place_s, weights=take * a_s, minlength=mk.n_places), dtype=np.float64)
+    return order, take, val
+
+
+def placement_values(mk: Market, lam: FloatArray) -> FloatArray:
+    """Each placement's value at capacity prices `lam` (its best fill, priced GPU-slots off)."""
+    return _priced(mk, lam)[2]
+
+
+def _evaluate(mk: Market, lam: FloatArray) -> tuple[float, FloatArray, IntArray, FloatArray]:
+    """L(lam), usage of the subproblems' answer per (offer, slot), and per-bid best values."""
+    n_o, slots = lam.shape
+    order, take, val = _priced(mk, lam)
+    place_s = mk.k_place[order]
+    s = mk.p_start[mk.k_place]
+    e = mk.p_end[mk.k_place]
+    bid = mk.p_bid
     group = mk.b_group[bid]
     best = np.zeros(mk.n_groups)
     np.maximum.at(best, group, val)

@@ -36,6 +36,7 @@ import numpy as np
 
 from .formulation import FloatArray, IntArray, Market, sorted_unique
 from .heuristics import Allocation, from_x, greedy, orders
+from .lagrange import placement_values
 from .solve import SolverFailed, solve_mip_natural
 
 log = logging.getLogger(__name__)
@@ -88,6 +89,19 @@ MARGIN_SHARE = 0.1
 # The most bids a switch should free (its neighbourhood is narrowed until it frees no more, or
 # cannot be narrowed further); large-31's switches free 16-98.
 SWITCH_BIDS = 2 * REGION_BIDS
+
+# Re-packs (session 17): one GPU model (or a chunk of its offers) over the whole horizon, every bid
+# on it freed with two placements only: its award's and its best at the Lagrangian's capacity
+# prices. Small enough for HiGHS to prove in seconds (large-31: 140-430 placements, 2-8 s),
+# where the same bids with all their placements found nothing in 60 s. Pass 0 uses the prices as
+# they are; pass i >= 1 multiplies each offer's prices by a factor drawn in [1 - JITTER,
+# 1 + JITTER] (seeded by i), so that other bids prefer other placements. Passes run first, while
+# each gains at least REPACK_MIN_GAIN of the welfare, and once more after every sweep that
+# improved.
+REPACK_SECONDS = 10.0
+REPACK_BIDS = 200
+REPACK_JITTER = 0.3
+REPACK_MIN_GAIN = 5e-4
 
 Valid = Callable[[Market, Allocation], bool]
 Restrict = Callable[[Market, np.ndarray], tuple[Market, IntArray]]
@@ -314,12 +328,13 @@ def _solve_region(
     valid: Valid,
     restrict: Restrict,
     touch: np.ndarray,
+    keep: np.ndarray | None = None,
 ) -> Allocation:
-    """A MIP over the placements of the bids `nb`, everything else fixed. When that model is too
-    big for `seconds` (`SUB_NNZ_PER_SECOND`) the freed bids keep only their current placement
-    and those with a source in `touch` (the capacity the move frees); the move is dropped if
-    the model is still too big (`_fits`)."""
-    keep = np.isin(mk.p_bid, nb)
+    """A MIP over the placements of the bids `nb` (those in `keep` if given), everything else
+    fixed. When that model is too big for `seconds` (`SUB_NNZ_PER_SECOND`) the freed bids keep
+    only their current placement and those with a source in `touch` (the capacity the move
+    frees); the move is dropped if the model is still too big (`_fits`)."""
+    keep = np.isin(mk.p_bid, nb) if keep is None else keep
     if not keep.any():
         return best
     if not _fits(mk, keep, seconds):
@@ -348,6 +363,70 @@ def _solve_region(
     return best
 
 
+def top_placements(mk: Market, values: FloatArray) -> IntArray:
+    """Each bid's placement of highest `values` (the first on ties; -1 for a bid with none)."""
+    order = np.lexsort((np.arange(mk.n_places), -values, mk.p_bid))
+    has = mk.b_pstart[1:] > mk.b_pstart[:-1]
+    out = np.full(mk.b_gpus.size, -1, dtype=np.int64)
+    out[has] = order[mk.b_pstart[:-1][has]]
+    return out
+
+
+def repack_prices(lam: FloatArray, i: int) -> FloatArray:
+    """The capacity prices of re-pack pass `i`: the Lagrangian's, each offer's row scaled by a
+    seeded factor in [1 - REPACK_JITTER, 1 + REPACK_JITTER] from the second pass on."""
+    if i == 0:
+        return lam
+    rng = np.random.default_rng(i)
+    out: FloatArray = lam * (1.0 + REPACK_JITTER * rng.uniform(-1.0, 1.0, size=(lam.shape[0], 1)))
+    return out
+
+
+def repack_units(mk: Market, best: Allocation) -> list[IntArray]:
+    """The offers of each re-pack of a pass: each GPU model's, cut (by cluster, then start) into
+    chunks of about REPACK_BIDS freed bids when it frees more."""
+    offs = mk.rnd.offers
+    out: list[IntArray] = []
+    for m in range(len(mk.models)):
+        mo = [o for o in range(len(offs)) if mk.o_model[o] == m]
+        if not mo:
+            continue
+        mo.sort(key=lambda o: (offs[o].cluster, offs[o].start_slot, o))
+        n = _free(mk, best, mk.o_model[mk.k_offer] == m).size
+        chunks = max(1, min(len(mo), math.ceil(n / REPACK_BIDS)))
+        out += [part for part in np.array_split(np.array(mo, dtype=np.int64), chunks) if part.size]
+    return out
+
+
+def repack(
+    mk: Market,
+    best: Allocation,
+    offers: IntArray,
+    top: IntArray,
+    *,
+    seconds: float,
+    gap: float,
+    valid: Valid,
+    restrict: Restrict,
+) -> Allocation:
+    """Re-pack `offers` over the whole horizon: the winners drawing from them and the losers of
+    free groups that could are freed, each with two placements at most, its award's and `top`'s
+    (if that one draws from `offers`); everything else fixed. Never worse than `best`."""
+    in_o = np.zeros(len(mk.rnd.offers), dtype=bool)
+    in_o[offers] = True
+    touch = in_o[mk.k_offer]
+    nb = _free(mk, best, touch)
+    near = np.zeros(mk.n_places, dtype=bool)
+    near[mk.k_place[touch]] = True
+    keep = np.zeros(mk.n_places, dtype=bool)
+    t = top[nb]
+    keep[t[t >= 0]] = True
+    keep &= near
+    c = best.chosen[nb]
+    keep[c[c >= 0]] = True
+    return _solve_region(mk, best, nb, seconds, gap, valid, restrict, touch, keep)
+
+
 def improve(
     mk: Market,
     inc: Allocation,
@@ -357,6 +436,7 @@ def improve(
     valid: Valid,
     restrict: Restrict,
     bound: float = math.inf,
+    lam: FloatArray | None = None,
 ) -> Allocation:
     """Re-source, then sweeps of moves until the deadline: regions (windows shifted on later
     sweeps) and XOR switches, most promising first, then relocations; re-source after every
@@ -375,6 +455,30 @@ def improve(
 
     margin = min(1.0, MARGIN_SHARE * max(left(), 0.0))
     best = resource(mk, inc, seconds=min(RESOURCE_SECONDS, left() * 0.2), valid=valid, restrict=restrict)
+    passes = 0
+
+    def repack_pass() -> Allocation:
+        """One re-pack of every unit at the next pass's prices."""
+        nonlocal passes
+        assert lam is not None
+        top = top_placements(mk, placement_values(mk, repack_prices(lam, passes)))
+        passes += 1
+        out = best
+        for offers in repack_units(mk, out):
+            if left() < margin or out.welfare(mk) >= (1.0 - gap) * bound - 1e-6:
+                break
+            seconds = min(REPACK_SECONDS, left() - margin / 2)
+            out = repack(
+                mk, out, offers, top, seconds=seconds, gap=max(gap, SUB_GAP), valid=valid, restrict=restrict
+            )
+        return out
+
+    if lam is not None:
+        while left() > margin and not proven():
+            before = best.welfare(mk)
+            best = repack_pass()
+            if best.welfare(mk) - before < REPACK_MIN_GAIN * before:
+                break
     # switch pairs already tried (without a gain) since the last sweep that improved
     tried: set[tuple[int, int]] = set()
     w = window = min(WINDOW_SLOTS, mk.rnd.slots)
@@ -414,6 +518,8 @@ def improve(
         if best.welfare(mk) > start_w + 1e-6:
             stalled = 0
             tried.clear()
+            if lam is not None and left() > margin and not proven():
+                best = repack_pass()
             if left() > margin and not proven():
                 best = resource(
                     mk, best, seconds=min(RESOURCE_SECONDS, left() * 0.2), valid=valid, restrict=restrict

@@ -266,3 +266,107 @@ def test_the_search_stops_at_once_when_its_start_meets_the_bound(monkeypatch):
         bound=start.welfare(mk),
     )
     assert best is start
+
+
+def _lagrange_prices(mk, start, seconds=2.0):
+    from auctions.engine.lagrange import lagrangian_bound
+
+    return lagrangian_bound(mk, target=start.welfare(mk), seconds=seconds).lam
+
+
+def test_repacks_free_each_bid_with_two_placements_stay_valid_and_gain(monkeypatch):
+    # a re-pack frees every bid on its offers over the whole horizon, each with its award's
+    # placement and its best at the pass's prices only (small enough for HiGHS to prove); the
+    # result is valid, never below the incumbent, and on rounds where greedy is poor it gains
+    gained = 0
+    real = lns._solve_region
+    seen = []
+
+    def spy(mk_, best_, nb, seconds, gap, valid, restrict, touch, keep=None):
+        seen.append((nb, keep))
+        return real(mk_, best_, nb, seconds, gap, valid, restrict, touch, keep)
+
+    for seed in (1, 5, 8):
+        doc = generated_round(seed)
+        mk, best = _market(doc)
+        lam = _lagrange_prices(mk, best)
+        for i in range(2):
+            top = lns.top_placements(mk, lns.placement_values(mk, lns.repack_prices(lam, i)))
+            for offers in lns.repack_units(mk, best):
+                seen.clear()
+                monkeypatch.setattr(lns, "_solve_region", spy)
+                cand = lns.repack(
+                    mk,
+                    best,
+                    offers,
+                    top,
+                    seconds=2.0,
+                    gap=1e-4,
+                    valid=clearing._valid,
+                    restrict=clearing._restrict,
+                )
+                monkeypatch.setattr(lns, "_solve_region", real)
+                (nb, keep) = seen[0]
+                on = np.isin(mk.k_offer, offers)
+                # every winner drawing from the offers is freed
+                drawing = np.unique(mk.p_bid[mk.k_place[on & (best.x > 0)]])
+                assert set(drawing.tolist()) <= set(nb.tolist())
+                for b in nb.tolist():
+                    kept = set(np.flatnonzero(keep & (mk.p_bid == b)).tolist())
+                    allowed = {int(best.chosen[b]), int(top[b])} - {-1}
+                    assert kept <= allowed and len(kept) <= 2
+                assert not (keep & ~np.isin(mk.p_bid, nb)).any()
+                assert cand.welfare(mk) >= best.welfare(mk) - 1e-6
+                res = _result_of(doc, mk, cand)
+                assert problems(doc, res) == []
+                assert exact_welfare(doc, res) == round(cand.welfare(mk))
+                gained += cand.welfare(mk) > best.welfare(mk) + 1e-6
+                best = cand
+    assert gained >= 3
+
+
+def test_repack_units_cover_each_model_s_offers_once_in_chunks_of_few_bids(monkeypatch):
+    mk, best = _market(generated_round(9, n_bids=200, n_offers=30))
+    whole = lns.repack_units(mk, best)
+    assert len(whole) == len(mk.models)  # about 70 bids a model: one unit each
+    monkeypatch.setattr(lns, "REPACK_BIDS", 20)
+    units = lns.repack_units(mk, best)
+    assert len(units) > 2 * len(mk.models)
+    flat = np.concatenate(units)
+    assert sorted(flat.tolist()) == list(range(len(mk.rnd.offers)))  # each offer once
+    for u in units:
+        assert np.unique(mk.o_model[u]).size == 1  # one GPU model each
+        freed = lns._free(mk, best, np.isin(mk.k_offer, u))
+        m = int(mk.o_model[u[0]])
+        n = lns._free(mk, best, mk.o_model[mk.k_offer] == m).size
+        n_chunks = sum(int(mk.o_model[v[0]]) == m for v in units)
+        assert freed.size <= n  # a chunk frees part of its model's bids
+        assert n_chunks == min(int(np.count_nonzero(mk.o_model == m)), -(-n // 20))
+
+
+def test_repack_prices_are_seeded_offer_factors_around_the_lagrangian_s():
+    rng = np.random.default_rng(0)
+    lam = rng.uniform(0, 5, size=(6, 10))
+    assert np.array_equal(lns.repack_prices(lam, 0), lam)
+    for i in (1, 2, 7):
+        a, b = lns.repack_prices(lam, i), lns.repack_prices(lam, i)
+        assert np.array_equal(a, b)  # deterministic
+        ratio = a / lam
+        assert np.allclose(ratio, ratio[:, :1])  # one factor per offer
+        assert (ratio >= 1 - lns.REPACK_JITTER - 1e-12).all() and (
+            ratio <= 1 + lns.REPACK_JITTER + 1e-12
+        ).all()
+    assert not np.array_equal(lns.repack_prices(lam, 1), lns.repack_prices(lam, 2))
+
+
+def test_top_placements_is_each_bid_s_best_first_on_ties():
+    mk, _ = _market(generated_round(2))
+    rng = np.random.default_rng(1)
+    values = rng.integers(0, 4, size=mk.n_places).astype(float)  # many ties
+    top = lns.top_placements(mk, values)
+    for b in range(mk.b_gpus.size):
+        p0, p1 = int(mk.b_pstart[b]), int(mk.b_pstart[b + 1])
+        if p0 == p1:
+            assert top[b] == -1
+        else:
+            assert top[b] == p0 + int(np.argmax(values[p0:p1]))

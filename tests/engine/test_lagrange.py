@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from auctions.engine import clear
 from auctions.engine.formulation import build_market
-from auctions.engine.lagrange import _by_place_then_value, lagrangian_bound
+from auctions.engine.lagrange import _by_place_then_value, _evaluate, lagrangian_bound, placement_values
 from auctions.engine.rounds import parse_round
 
 from .brute import optimum
@@ -96,3 +96,28 @@ def test_the_strong_lp_bound_lies_between_the_optimum_and_the_lp_bound(doc):
     best = float(optimum(doc))
     strong, weak = lp_bound(rnd, strong=True), lp_bound(rnd)
     assert best - 1e-6 * max(best, 1.0) <= strong <= weak + 1e-6 * max(weak, 1.0)
+
+
+@pytest.mark.parametrize("seed", [1, 5])
+def test_placement_values_are_what_the_lagrangian_maximises(seed):
+    # the re-packs of the search (`lns.repack`) take each bid's best placement at these values:
+    # they are the values the Lagrangian's exact per-group choice maximises, so L(lam) is the
+    # priced capacity plus, per XOR group, the best of them (or 0)
+    doc = generated_round(seed)
+    rnd, _ = parse_round(doc)
+    assert rnd is not None
+    mk = build_market(rnd)
+    rng = np.random.default_rng(seed)
+    for lam in (np.zeros((len(rnd.offers), rnd.slots)), rng.uniform(0, 3, size=(len(rnd.offers), rnd.slots))):
+        vals = placement_values(mk, lam)
+        bound, _, _, bid_best = _evaluate(mk, lam)
+        per_bid = np.full(mk.b_gpus.size, -np.inf)
+        np.maximum.at(per_bid, mk.p_bid, vals)
+        has = mk.b_pstart[1:] > mk.b_pstart[:-1]
+        assert np.allclose(np.maximum(per_bid[has], 0), np.maximum(bid_best[has], 0))
+        per_group = np.zeros(mk.n_groups)
+        np.maximum.at(per_group, mk.b_group[mk.p_bid], vals)
+        assert bound == pytest.approx(float((lam.sum(axis=1) * mk.o_gpus).sum() + per_group.sum()))
+        if not lam.any():
+            # unpriced, a placement's value is its best fill's welfare: at most its isolated best
+            assert (vals <= mk.p_best + 1e-6).all()

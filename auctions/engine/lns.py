@@ -8,13 +8,14 @@ checker.
   and its GPU count on the whole market; then losers are inserted greedily on what is left. Greedy
   gives the cheapest offers to whichever bid comes first; this move alone adds ~0.9 points of the
   LP bound on large-31 in 1-3 s and is usually proven optimal.
-- **Re-pack** (given the Lagrangian's capacity prices): one GPU model over the whole horizon
-  (its offers in chunks on big rounds). Every bid drawing from it, and every loser of a free XOR
-  group that could, is freed with two placements only: its award's and its best at the prices
+- **Re-pack** (given the Lagrangian's capacity prices): one GPU model over the whole horizon, for
+  models that free at most REPACK_BIDS bids. Every bid drawing from it, and every loser of a free
+  XOR group that could, is freed with two placements only: its award's and its best at the prices
   (seeded jitter per offer on later passes). With every placement free HiGHS found nothing on
   such a model in 60 s; with two it proves the sub-MIP in seconds, and the moves it finds shift
   many awards in time and across clusters at once, which a region's window cannot: on large-31
-  the first pass takes the engine's start from 92.0% to 95.6% of the LP bound in ~22 s.
+  the re-source and the first pass take the engine's start from 92.0% to 95.6% of the LP bound
+  in ~22 s.
 - **Region**: a region is one GPU model, a window of slots and a chunk of that model's offers
   (all of them unless the window holds too many bids). The bids whose award draws from the
   region's offers during the window, and the losing bids of free XOR groups that could, are
@@ -97,14 +98,15 @@ MARGIN_SHARE = 0.1
 # cannot be narrowed further); large-31's switches free 16-98.
 SWITCH_BIDS = 2 * REGION_BIDS
 
-# Re-packs (session 17): one GPU model (or a chunk of its offers) over the whole horizon, every bid
-# on it freed with two placements only: its award's and its best at the Lagrangian's capacity
-# prices. Small enough for HiGHS to prove in seconds (large-31: 140-430 placements, 2-8 s),
-# where the same bids with all their placements found nothing in 60 s. Pass 0 uses the prices as
-# they are; pass i >= 1 multiplies each offer's prices by a factor drawn in [1 - JITTER,
-# 1 + JITTER] (seeded by i), so that other bids prefer other placements. Passes run first, while
-# each gains at least REPACK_MIN_GAIN of the welfare, and once more after every sweep that
-# improved.
+# Re-packs (session 17): one GPU model over the whole horizon, every bid on it freed with two
+# placements only: its award's and its best at the Lagrangian's capacity prices. Small enough for
+# HiGHS to prove in seconds (large-31: 140-430 placements, 0.2-8 s), where the same bids with all
+# their placements found nothing in 60 s. Pass 0 uses the prices as they are; pass i >= 1
+# multiplies each offer's prices by a factor drawn in [1 - JITTER, 1 + JITTER] (seeded by i), so
+# that other bids prefer other placements. Passes run first, while each gains at least
+# REPACK_MIN_GAIN of the welfare, and once more after every sweep that improved. Only models that
+# free at most REPACK_BIDS bids: xlarge-41's free 690-930, and re-packs of chunks of their offers
+# gained less there than the regions (182.83M against 183.78M in 240 s from one start).
 REPACK_SECONDS = 10.0
 REPACK_BIDS = 200
 REPACK_JITTER = 0.3

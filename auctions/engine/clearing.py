@@ -368,16 +368,7 @@ def clear_component(rnd: Round, *, time_limit: float | None, gap: float, solver:
                             mk, alloc, seconds=HANDOVER_LAGRANGE * (stop - t_lns), until=stop
                         )
                         bound = min(bound, lag.bound)
-                        alloc = lns.improve(
-                            mk,
-                            alloc,
-                            deadline=stop,
-                            gap=gap,
-                            valid=_valid,
-                            restrict=_restrict,
-                            bound=bound,
-                            lam=lag.lam,
-                        )
+                        alloc = _search(mk, alloc, lag, stop=stop, gap=gap, bound=bound)
                         mip_s += time.perf_counter() - t_lns
             elif wn is not None:
                 wn.release()
@@ -399,16 +390,7 @@ def clear_component(rnd: Round, *, time_limit: float | None, gap: float, solver:
             if solver.upper() == "HIGHS" and deadline is not None:
                 t_lns = time.perf_counter()
                 stop = _search_stop(t0, deadline)
-                alloc = lns.improve(
-                    mk,
-                    alloc,
-                    deadline=stop,
-                    gap=gap,
-                    valid=_valid,
-                    restrict=_restrict,
-                    bound=bound,
-                    lam=lag.lam,
-                )
+                alloc = _search(mk, alloc, lag, stop=stop, gap=gap, bound=bound)
                 mip_s += time.perf_counter() - t_lns
             else:
                 alloc, mip_s, compile_s = _restricted_mip(mk, alloc, lag.score, solver, left(0.95), gap)
@@ -442,6 +424,16 @@ def _search_stop(t0: float, deadline: float) -> float:
     budgets (a 10 s preview) are not mostly margin."""
     budget = deadline - t0
     return deadline - 0.02 * budget - min(1.0, 0.05 * budget)
+
+
+def _search(
+    mk: Market, alloc: Allocation, lag: LagrangeResult, *, stop: float, gap: float, bound: float
+) -> Allocation:
+    """The large-round search (`lns.improve`) from `alloc` until `stop`, its re-packs at the
+    Lagrangian's prices."""
+    return lns.improve(
+        mk, alloc, deadline=stop, gap=gap, valid=_valid, restrict=_restrict, bound=bound, lam=lag.lam
+    )
 
 
 def large_start(

@@ -141,6 +141,19 @@ def _market(doc):
     return mk, best_greedy(mk)
 
 
+def _improve(mk, start, seconds, **kw):
+    """The search from `start` for `seconds` of real time, with the engine's checker."""
+    return lns.improve(
+        mk,
+        start,
+        deadline=time.perf_counter() + seconds,
+        gap=1e-4,
+        valid=clearing._valid,
+        restrict=clearing._restrict,
+        **kw,
+    )
+
+
 def _wide_market(seed):
     doc = wide_round(seed, n_bids=60)
     return (doc, *_market(doc))
@@ -256,15 +269,7 @@ def test_the_search_stops_at_once_when_its_start_meets_the_bound(monkeypatch):
         raise AssertionError("no MIP should be built")
 
     monkeypatch.setattr(lns, "solve_mip_natural", never)
-    best = lns.improve(
-        mk,
-        start,
-        deadline=time.perf_counter() + 5.0,
-        gap=1e-4,
-        valid=clearing._valid,
-        restrict=clearing._restrict,
-        bound=start.welfare(mk),
-    )
+    best = _improve(mk, start, 5.0, bound=start.welfare(mk))
     assert best is start
 
 
@@ -349,15 +354,7 @@ def test_repack_units_are_whole_models_that_free_few_enough_bids(monkeypatch):
 
     monkeypatch.setattr(lns, "repack", never)
     lam = _lagrange_prices(mk, best, seconds=0.5)
-    out = lns.improve(
-        mk,
-        best,
-        deadline=time.perf_counter() + 2.0,
-        gap=1e-4,
-        valid=clearing._valid,
-        restrict=clearing._restrict,
-        lam=lam,
-    )
+    out = _improve(mk, best, 2.0, lam=lam)
     assert out.welfare(mk) >= best.welfare(mk) - 1e-6
 
 

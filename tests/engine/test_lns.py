@@ -384,3 +384,35 @@ def test_top_placements_is_each_bid_s_best_first_on_ties():
             assert top[b] == -1
         else:
             assert top[b] == p0 + int(np.argmax(values[p0:p1]))
+
+
+def test_regions_of_models_small_enough_for_re_packs_free_bids_with_few_placements(monkeypatch):
+    # where re-packs run (models that free at most REPACK_BIDS bids), a region frees each bid
+    # with its award and its REGION_TOP best placements at the prices, not all of them; on
+    # bigger models (xlarge-41's) regions keep every placement
+    mk, start = _market(generated_round(1))
+    lam = _lagrange_prices(mk, start, seconds=0.5)
+    rank = lns.placement_ranks(mk, lns.placement_values(mk, lam))
+    real = lns._solve_region
+    calls = []
+
+    def spy(mk_, best_, nb, seconds, gap, valid, restrict, touch, keep=None):
+        calls.append((best_.chosen.copy(), nb, keep))
+        return real(mk_, best_, nb, seconds, gap, valid, restrict, touch, keep)
+
+    monkeypatch.setattr(lns, "_solve_region", spy)
+    monkeypatch.setattr(lns, "repack", lambda mk_, best_, *a, **k: best_)  # straight to the sweeps
+    out = _improve(mk, start, 2.0, lam=lam)
+    assert out.welfare(mk) >= start.welfare(mk) - 1e-6
+    narrowed = [c for c in calls if c[2] is not None]
+    assert narrowed
+    for chosen, nb, keep in narrowed:
+        assert not (keep & ~np.isin(mk.p_bid, nb)).any()
+        ps = np.flatnonzero(keep)
+        assert ((rank[ps] < lns.REGION_TOP) | (chosen[mk.p_bid[ps]] == ps)).all()
+        full = np.isin(mk.p_bid, nb)
+        assert keep.sum() < full.sum()  # fewer than all their placements
+    calls.clear()
+    monkeypatch.setattr(lns, "REPACK_BIDS", 0)
+    _improve(mk, start, 1.0, lam=lam)
+    assert calls and all(c[2] is None for c in calls)

@@ -378,21 +378,27 @@ def _solve_region(
     return best
 
 
-def top_placements(mk: Market, values: FloatArray) -> IntArray:
-    """Each bid's placement of highest `values` (the first on ties; -1 for a bid with none)."""
-    order = np.lexsort((np.arange(mk.n_places), -values, mk.p_bid))
-    has = mk.b_pstart[1:] > mk.b_pstart[:-1]
-    out = np.full(mk.b_gpus.size, -1, dtype=np.int64)
-    out[has] = order[mk.b_pstart[:-1][has]]
-    return out
-
-
 def placement_ranks(mk: Market, values: FloatArray) -> IntArray:
     """Each placement's rank within its bid by `values` (0 for the highest; ties by index)."""
     order = np.lexsort((np.arange(mk.n_places), -values, mk.p_bid))
     rank = np.empty(mk.n_places, dtype=np.int64)
     rank[order] = np.arange(mk.n_places) - mk.b_pstart[mk.p_bid[order]]
     return rank
+
+
+def top_placements(mk: Market, values: FloatArray) -> IntArray:
+    """Each bid's placement of highest `values` (the first on ties; -1 for a bid with none)."""
+    has = mk.b_pstart[1:] > mk.b_pstart[:-1]
+    out = np.full(mk.b_gpus.size, -1, dtype=np.int64)
+    out[has] = np.flatnonzero(placement_ranks(mk, values) == 0)  # placements are in bid order
+    return out
+
+
+def _with_awards(mk: Market, best: Allocation, nb: IntArray, keep: np.ndarray) -> np.ndarray:
+    """`keep` plus the placements of the awards of the bids `nb` (a move can always stay put)."""
+    c = best.chosen[nb]
+    keep[c[c >= 0]] = True
+    return keep
 
 
 def repack_prices(lam: FloatArray, i: int) -> FloatArray:
@@ -440,9 +446,7 @@ def repack(
     t = top[nb]
     keep[t[t >= 0]] = True
     keep &= near
-    c = best.chosen[nb]
-    keep[c[c >= 0]] = True
-    return _solve_region(mk, best, nb, seconds, gap, valid, restrict, touch, keep)
+    return _solve_region(mk, best, nb, seconds, gap, valid, restrict, touch, _with_awards(mk, best, nb, keep))
 
 
 def improve(
@@ -539,9 +543,7 @@ def improve(
                 if nb.size:
                     keep = None
                     if rank is not None and few[mk.o_model[offers[0]]]:
-                        keep = np.isin(mk.p_bid, nb) & (rank < REGION_TOP)
-                        c = best.chosen[nb]
-                        keep[c[c >= 0]] = True
+                        keep = _with_awards(mk, best, nb, np.isin(mk.p_bid, nb) & (rank < REGION_TOP))
                     best = _solve_region(
                         mk, best, nb, seconds, max(gap, SUB_GAP), valid, restrict, touch, keep
                     )

@@ -105,6 +105,11 @@ TOP_PLACEMENTS = 4
 # Below this many model columns in total, sub-markets are solved in-process (process start-up
 # would cost more than it saves).
 PARALLEL_MIN_COLUMNS = 20_000
+# The search of a sub-market cleared in this process solves its moves in one helper process per
+# core (`lns.Moves`), at most SEARCH_HELPERS_MAX (measured on 2 cores only; more moves at once
+# start from staler incumbents), when it has at least SEARCH_HELPERS_MIN_S to go.
+SEARCH_HELPERS_MAX = 4
+SEARCH_HELPERS_MIN_S = 5.0
 
 REASON_XOR = "xor_sibling_won"
 REASON_OUTBID = "outbid"
@@ -235,8 +240,11 @@ def _offerless_piece(rnd: Round, solver: str) -> dict[str, Any]:
     }
 
 
-def clear_component(rnd: Round, *, time_limit: float | None, gap: float, solver: str) -> dict[str, Any]:
-    """Clear one sub-market; returns a partial gridx.result/v1 dict (merged by `assemble`)."""
+def clear_component(
+    rnd: Round, *, time_limit: float | None, gap: float, solver: str, helpers: int = 0
+) -> dict[str, Any]:
+    """Clear one sub-market; returns a partial gridx.result/v1 dict (merged by `assemble`). Its
+    search (if it gets one) may solve its moves in `helpers` processes (`lns.Moves`)."""
     if not rnd.offers:
         return _offerless_piece(rnd, solver)
     t0 = time.perf_counter()
@@ -368,7 +376,7 @@ def clear_component(rnd: Round, *, time_limit: float | None, gap: float, solver:
                             mk, alloc, seconds=HANDOVER_LAGRANGE * (stop - t_lns), until=stop
                         )
                         bound = min(bound, lag.bound)
-                        alloc = _search(mk, alloc, lag, stop=stop, gap=gap, bound=bound)
+                        alloc = _search(mk, alloc, lag, stop=stop, gap=gap, bound=bound, helpers=helpers)
                         mip_s += time.perf_counter() - t_lns
             elif wn is not None:
                 wn.release()
@@ -390,7 +398,7 @@ def clear_component(rnd: Round, *, time_limit: float | None, gap: float, solver:
             if solver.upper() == "HIGHS" and deadline is not None:
                 t_lns = time.perf_counter()
                 stop = _search_stop(t0, deadline)
-                alloc = _search(mk, alloc, lag, stop=stop, gap=gap, bound=bound)
+                alloc = _search(mk, alloc, lag, stop=stop, gap=gap, bound=bound, helpers=helpers)
                 mip_s += time.perf_counter() - t_lns
             else:
                 alloc, mip_s, compile_s = _restricted_mip(mk, alloc, lag.score, solver, left(0.95), gap)
@@ -427,12 +435,30 @@ def _search_stop(t0: float, deadline: float) -> float:
 
 
 def _search(
-    mk: Market, alloc: Allocation, lag: LagrangeResult, *, stop: float, gap: float, bound: float
+    mk: Market,
+    alloc: Allocation,
+    lag: LagrangeResult,
+    *,
+    stop: float,
+    gap: float,
+    bound: float,
+    helpers: int = 0,
 ) -> Allocation:
     """The large-round search (`lns.improve`) from `alloc` until `stop`, its re-packs at the
-    Lagrangian's prices."""
+    Lagrangian's prices, its moves in `helpers` processes when it has at least
+    SEARCH_HELPERS_MIN_S (starting them costs ~1 s)."""
+    if stop - time.perf_counter() < SEARCH_HELPERS_MIN_S:
+        helpers = 0
     return lns.improve(
-        mk, alloc, deadline=stop, gap=gap, valid=_valid, restrict=_restrict, bound=bound, lam=lag.lam
+        mk,
+        alloc,
+        deadline=stop,
+        gap=gap,
+        valid=_valid,
+        restrict=_restrict,
+        bound=bound,
+        lam=lag.lam,
+        helpers=helpers,
     )
 
 
@@ -730,6 +756,10 @@ def clear(
     big = [i for i in order if sizes[i] > 0]
     in_processes = n_workers > 1 and len(big) > 1 and total >= PARALLEL_MIN_COLUMNS and _can_fork_children()
     slots = min(n_workers, len(big)) if in_processes else 1  # parts running at once
+    # parts cleared here, one after the other: a part's search may solve its moves in that many
+    # processes (in a pool of parts, each core already has a part)
+    cores = workers if workers is not None else (os.cpu_count() or 1)
+    helpers = min(cores, SEARCH_HELPERS_MAX) if cores > 1 and _can_fork_children() else 0
     pieces: list[dict[str, Any] | None] = [None] * len(parts)
     try:
         if in_processes:
@@ -786,7 +816,9 @@ def clear(
                     share = sizes[i] / waiting if sizes[i] else 1.0
                     budget = 0.0 if rest <= 0.05 else max(rest * share, 0.2)
                     waiting -= sizes[i]
-                pieces[i] = clear_component(parts[i], time_limit=budget, gap=gap, solver=solver)
+                pieces[i] = clear_component(
+                    parts[i], time_limit=budget, gap=gap, solver=solver, helpers=helpers
+                )
     except Exception as exc:  # noqa: BLE001 - the contract is a result with status "error", not a traceback
         log.exception("clearing failed")
         return empty_result(rnd.round, "error", f"{type(exc).__name__}: {exc}")

@@ -38,8 +38,11 @@ from __future__ import annotations
 
 import logging
 import math
+import multiprocessing
 import time
 from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 
 import numpy as np
 
@@ -117,6 +120,7 @@ REPACK_MIN_GAIN = 5e-4
 # 43,625,299 against 43,570,011, large-31 resampled 37,555,666 / 37,507,173 against 37,232,176 /
 # 37,467,230; on all of xlarge-41's (big) models it lost 0.2 point in 240 s, so only there.
 REGION_TOP = 3
+SWITCH_TOP = 2
 
 Valid = Callable[[Market, Allocation], bool]
 Restrict = Callable[[Market, np.ndarray], tuple[Market, IntArray]]
@@ -422,6 +426,25 @@ def repack_units(mk: Market, best: Allocation) -> list[IntArray]:
     return out
 
 
+def repack_move(
+    mk: Market, best: Allocation, offers: IntArray, top: IntArray
+) -> tuple[IntArray, np.ndarray, np.ndarray]:
+    """The re-pack of `offers` over the whole horizon: the bids freed (the winners drawing from
+    them and the losers of free groups that could), the sources on `offers`, and the placements
+    the freed bids keep (two at most: the award's and `top`'s, if that one draws from `offers`)."""
+    in_o = np.zeros(len(mk.rnd.offers), dtype=bool)
+    in_o[offers] = True
+    touch = in_o[mk.k_offer]
+    nb = _free(mk, best, touch)
+    near = np.zeros(mk.n_places, dtype=bool)
+    near[mk.k_place[touch]] = True
+    keep = np.zeros(mk.n_places, dtype=bool)
+    t = top[nb]
+    keep[t[t >= 0]] = True
+    keep &= near
+    return nb, touch, _with_awards(mk, best, nb, keep)
+
+
 def repack(
     mk: Market,
     best: Allocation,
@@ -433,20 +456,183 @@ def repack(
     valid: Valid,
     restrict: Restrict,
 ) -> Allocation:
-    """Re-pack `offers` over the whole horizon: the winners drawing from them and the losers of
-    free groups that could are freed, each with two placements at most, its award's and `top`'s
-    (if that one draws from `offers`); everything else fixed. Never worse than `best`."""
-    in_o = np.zeros(len(mk.rnd.offers), dtype=bool)
-    in_o[offers] = True
-    touch = in_o[mk.k_offer]
-    nb = _free(mk, best, touch)
-    near = np.zeros(mk.n_places, dtype=bool)
-    near[mk.k_place[touch]] = True
+    """Re-pack `offers` (`repack_move`), everything else fixed. Never worse than `best`."""
+    nb, touch, keep = repack_move(mk, best, offers, top)
+    return _solve_region(mk, best, nb, seconds, gap, valid, restrict, touch, keep)
+
+
+def _changed(mk: Market, a: Allocation, b: Allocation) -> IntArray:
+    """Bids whose award (placement or sources) differs between `a` and `b`."""
+    diff = np.flatnonzero(a.x != b.x)
+    return sorted_unique(mk.p_bid[mk.k_place[diff]])
+
+
+def absorb(
+    mk: Market,
+    best: Allocation,
+    base: Allocation,
+    found: Allocation,
+    *,
+    seconds: float,
+    gap: float,
+    valid: Valid,
+    restrict: Restrict,
+) -> Allocation:
+    """Fold `found`, a move's result from the incumbent `base` it started from, into `best`, the
+    incumbent now (other moves may have changed it since). The bids the move changed take their
+    new awards when that is valid and better; when it is not (the capacity or an XOR group they
+    need went to another move meanwhile), a MIP over the bids either side changed, each between
+    its award now and the move's, decides. Never worse than `best`."""
+    if found.welfare(mk) <= base.welfare(mk) + 1e-6:
+        return best
+    moved = _changed(mk, base, found)
+    mine = np.isin(mk.p_bid[mk.k_place], moved)
+    x = best.x.copy()
+    x[mine] = found.x[mine]
+    cand = from_x(mk, x)
+    if cand.welfare(mk) > best.welfare(mk) + 1e-6 and valid(mk, cand):
+        log.debug("LNS: folded in: %.0f -> %.0f", best.welfare(mk), cand.welfare(mk))
+        return cand
+    nb = np.union1d(moved, _changed(mk, base, best))
+    log.debug(
+        "LNS: merge of %d bids (%d moved; found %.0f from %.0f)",
+        nb.size,
+        moved.size,
+        found.welfare(mk),
+        base.welfare(mk),
+    )
     keep = np.zeros(mk.n_places, dtype=bool)
-    t = top[nb]
-    keep[t[t >= 0]] = True
-    keep &= near
-    return _solve_region(mk, best, nb, seconds, gap, valid, restrict, touch, _with_awards(mk, best, nb, keep))
+    for alloc in (best, found):
+        c = alloc.chosen[nb]
+        keep[c[c >= 0]] = True
+    touch = np.isin(mk.k_place, np.flatnonzero(keep))
+    return _solve_region(mk, best, nb, seconds, gap, valid, restrict, touch, keep)
+
+
+# A helper process's copy of the search's market and checks (`_helper_init`).
+_HELPER: dict[str, object] = {}
+
+
+def _helper_init(mk: Market, valid: Valid, restrict: Restrict) -> None:
+    _HELPER.update(mk=mk, valid=valid, restrict=restrict)
+
+
+def _helper_region(
+    x: IntArray, nb: IntArray, seconds: float, gap: float, touch: IntArray, keep: IntArray | None
+) -> IntArray | None:
+    """`_solve_region` in a helper process, on index arrays; the new `x`, or None (no gain)."""
+    mk = _HELPER["mk"]
+    assert isinstance(mk, Market)
+    best = from_x(mk, x)
+    t = np.zeros(mk.n_sources, dtype=bool)
+    t[touch] = True
+    k = None
+    if keep is not None:
+        k = np.zeros(mk.n_places, dtype=bool)
+        k[keep] = True
+    valid, restrict = _HELPER["valid"], _HELPER["restrict"]
+    out = _solve_region(mk, best, nb, seconds, gap, valid, restrict, t, k)  # type: ignore[arg-type]
+    return None if out is best else out.x
+
+
+class Moves:
+    """Where the search's moves are solved: here, one after the other (`helpers == 0`), or in
+    `helpers` processes, that many at once, each from the incumbent when it was handed out;
+    results are folded into the incumbent as they come back (`absorb`)."""
+
+    def __init__(self, mk: Market, *, valid: Valid, restrict: Restrict, helpers: int = 0) -> None:
+        self.mk, self.valid, self.restrict = mk, valid, restrict
+        self.slots = helpers
+        self.pool: ProcessPoolExecutor | None = None
+        # (future, incumbent it started from, its time limit and gap)
+        self.jobs: list[tuple[Future[IntArray | None], Allocation, float, float]] = []
+        if helpers > 0:
+            self.pool = ProcessPoolExecutor(
+                max_workers=helpers,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=_helper_init,
+                initargs=(mk, valid, restrict),
+            )
+
+    def solve(
+        self,
+        best: Allocation,
+        nb: IntArray,
+        seconds: float,
+        gap: float,
+        touch: np.ndarray,
+        keep: np.ndarray | None = None,
+    ) -> Allocation:
+        """The move freeing `nb` (`_solve_region`), built on `best` after `ready`: solved now,
+        or handed to the free helper; returns the incumbent with every result back by then folded
+        in."""
+        if self.pool is None or len(self.jobs) >= self.slots:
+            return _solve_region(self.mk, best, nb, seconds, gap, self.valid, self.restrict, touch, keep)
+        k = None if keep is None else np.flatnonzero(keep)
+        try:
+            fut = self.pool.submit(_helper_region, best.x, nb, seconds, gap, np.flatnonzero(touch), k)
+        except (BrokenProcessPool, OSError, RuntimeError):
+            self._lost()
+            best = self.drain(best)
+            return _solve_region(self.mk, best, nb, seconds, gap, self.valid, self.restrict, touch, keep)
+        self.jobs.append((fut, best, seconds, gap))
+        return self._collect(best, block=False)
+
+    def ready(self, best: Allocation) -> Allocation:
+        """`best` with results folded in until a helper is free (at once without helpers): the
+        next move is built on what this returns."""
+        while self.pool is not None and len(self.jobs) >= self.slots:
+            best = self._collect(best, block=True)
+        return best
+
+    def drain(self, best: Allocation) -> Allocation:
+        """`best` with every move handed out folded in (waits for them)."""
+        while self.jobs:
+            best = self._collect(best, block=True)
+        return best
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+            self.pool = None
+
+    def _lost(self) -> None:
+        """A helper died (killed, out of memory): the moves still out are lost (the incumbent
+        never depended on them) and the search goes on in this process."""
+        log.warning("LNS: a helper process died; the search goes on in this one")
+        self.jobs.clear()
+        if self.pool is not None:
+            # the others too: a broken pool would keep them waiting, and this process's exit
+            # waits for them
+            procs = list(getattr(self.pool, "_processes", {}).values())
+            self.pool.shutdown(wait=False, cancel_futures=True)
+            for p in procs:
+                p.kill()
+            self.pool = None
+
+    def _collect(self, best: Allocation, *, block: bool) -> Allocation:
+        done, _ = wait([j[0] for j in self.jobs], timeout=None if block else 0, return_when=FIRST_COMPLETED)
+        for job in [j for j in self.jobs if j[0] in done]:
+            self.jobs.remove(job)
+            fut, base, seconds, gap = job
+            try:
+                x = fut.result()
+            except (BrokenProcessPool, OSError):
+                self._lost()
+                return best
+            if x is not None:
+                found = from_x(self.mk, x)
+                best = absorb(
+                    self.mk,
+                    best,
+                    base,
+                    found,
+                    seconds=seconds,
+                    gap=gap,
+                    valid=self.valid,
+                    restrict=self.restrict,
+                )
+        return best
 
 
 def improve(
@@ -459,12 +645,15 @@ def improve(
     restrict: Restrict,
     bound: float = math.inf,
     lam: FloatArray | None = None,
+    helpers: int = 0,
 ) -> Allocation:
     """Re-source, then (given the Lagrangian's prices `lam`) passes of re-packs while they gain,
     then sweeps of moves until the deadline: regions (windows shifted on later sweeps) and XOR
     switches, most promising first, then relocations; a re-pack pass and a re-source after every
     sweep that improved. Stops early once the incumbent is within `gap` of `bound` (a valid
-    bound: nothing better exists). Returns the best found (never worse than `inc`)."""
+    bound: nothing better exists). Returns the best found (never worse than `inc`). With
+    `helpers`, the moves of a re-pack pass and of a sweep are solved in that many processes at
+    once (`Moves`)."""
 
     def left() -> float:
         return deadline - time.perf_counter()
@@ -475,6 +664,33 @@ def improve(
     best = inc
     if proven():
         return best
+    moves = Moves(mk, valid=valid, restrict=restrict, helpers=helpers)
+    try:
+        return _improve(mk, best, moves, deadline=deadline, gap=gap, bound=bound, lam=lam)
+    finally:
+        moves.close()
+
+
+def _improve(
+    mk: Market,
+    inc: Allocation,
+    moves: Moves,
+    *,
+    deadline: float,
+    gap: float,
+    bound: float,
+    lam: FloatArray | None,
+) -> Allocation:
+    """`improve`'s search, its moves solved by `moves`."""
+    valid, restrict = moves.valid, moves.restrict
+
+    def left() -> float:
+        return deadline - time.perf_counter()
+
+    def proven() -> bool:
+        return best.welfare(mk) >= (1.0 - gap) * bound - 1e-6
+
+    best = inc
 
     margin = min(1.0, MARGIN_SHARE * max(left(), 0.0))
     best = resource(mk, inc, seconds=min(RESOURCE_SECONDS, left() * 0.2), valid=valid, restrict=restrict)
@@ -491,12 +707,14 @@ def improve(
         top = top_placements(mk, placement_values(mk, repack_prices(lam, passes)))
         passes += 1
         for offers in units:
+            out = moves.ready(out)
             if left() < margin or out.welfare(mk) >= (1.0 - gap) * bound - 1e-6:
                 break
             seconds = min(REPACK_SECONDS, left() - margin / 2)
-            out = repack(
-                mk, out, offers, top, seconds=seconds, gap=max(gap, SUB_GAP), valid=valid, restrict=restrict
-            )
+            nb, touch, keep = repack_move(mk, out, offers, top)
+            out = moves.solve(out, nb, seconds, max(gap, SUB_GAP), touch, keep)
+        # (with helpers, the pass's last moves are still out: the next pass or sweep starts
+        # meanwhile, and their results are folded in as they come)
         return out
 
     if lam is not None:
@@ -526,33 +744,39 @@ def improve(
         # relocations (a winner moved towards its best placement) after them, because early on
         # they gain far less per second than regions (large-31 from greedy: ~1k vs ~8k cents/s;
         # switches ~60k) but more once regions stall (from a 95% incumbent: ~2k vs ~0.4k)
-        moves = [
+        todo = [
             (0, -_opportunity(mk, best, _freed(mk, best, o, a, b)), 0, i) for i, (o, a, b) in enumerate(regs)
         ]
         pairs = [pr for pr in switches(mk, best) if pr[:2] not in tried]
-        moves += [(int(wb == sb), -g, 1, j) for j, (wb, sb, g) in enumerate(pairs)]
-        moves.sort()
-        for _, _, kind, i in moves:
+        todo += [(int(wb == sb), -g, 1, j) for j, (wb, sb, g) in enumerate(pairs)]
+        todo.sort()
+        for _, _, kind, i in todo:
+            best = moves.ready(best)
             if left() < margin or proven():
                 break
             seconds = min(SUB_SECONDS, left() - margin / 2)
+            keep: np.ndarray | None = None
             if kind == 0:
                 offers, a, b = regs[i]
                 touch = _touch(mk, offers, a, b)
                 nb = _free(mk, best, touch)
-                if nb.size:
-                    keep = None
-                    if rank is not None and few[mk.o_model[offers[0]]]:
-                        keep = _with_awards(mk, best, nb, np.isin(mk.p_bid, nb) & (rank < REGION_TOP))
-                    best = _solve_region(
-                        mk, best, nb, seconds, max(gap, SUB_GAP), valid, restrict, touch, keep
-                    )
-                continue
-            wb, sb, _ = pairs[i]
-            if best.chosen[wb] < 0 or (sb != wb and best.chosen[sb] >= 0):
-                continue  # an earlier move changed the group
-            tried.add((wb, sb))
-            best = switch(mk, best, wb, sb, seconds=seconds, gap=gap, valid=valid, restrict=restrict)
+                if not nb.size:
+                    continue
+                if rank is not None and few[mk.o_model[offers[0]]]:
+                    keep = _with_awards(mk, best, nb, np.isin(mk.p_bid, nb) & (rank < REGION_TOP))
+            else:
+                wb, sb, _ = pairs[i]
+                if best.chosen[wb] < 0 or (sb != wb and best.chosen[sb] >= 0):
+                    continue  # an earlier move changed the group
+                nb, touch = _switch_freed(mk, best, wb, sb)
+                if rank is not None:
+                    # the bids it frees on re-packable models keep their award and SWITCH_TOP
+                    # best placements at the prices; `wb` and `sb` keep all of theirs
+                    keep = np.isin(mk.p_bid, nb) & ((rank < SWITCH_TOP) | ~few[mk.p_model])
+                    keep |= np.isin(mk.p_bid, [wb, sb])
+                    keep = _with_awards(mk, best, nb, keep)
+                tried.add((wb, sb))
+            best = moves.solve(best, nb, seconds, max(gap, SUB_GAP), touch, keep)
         sweep += 1
         if best.welfare(mk) > start_w + 1e-6:
             stalled = 0
@@ -565,4 +789,4 @@ def improve(
                 )
         else:
             stalled += 1  # a whole cycle of shifted sweeps without a gain ends the search
-    return best
+    return moves.drain(best)

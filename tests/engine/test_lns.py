@@ -7,7 +7,9 @@ from __future__ import annotations
 import time
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import auctions.engine.clearing as clearing
 from auctions.engine import clear, lns
@@ -388,8 +390,9 @@ def test_top_placements_is_each_bid_s_best_first_on_ties():
 
 def test_regions_of_models_small_enough_for_re_packs_free_bids_with_few_placements(monkeypatch):
     # where re-packs run (models that free at most REPACK_BIDS bids), a region frees each bid
-    # with its award and its REGION_TOP best placements at the prices, not all of them; on
-    # bigger models (xlarge-41's) regions keep every placement
+    # with its award and its REGION_TOP best placements at the prices, not all of them (a switch
+    # its SWITCH_TOP best, and the winner and sibling it is about all of theirs); on bigger
+    # models (xlarge-41's) moves keep every placement
     mk, start = _market(generated_round(1))
     lam = _lagrange_prices(mk, start, seconds=0.5)
     rank = lns.placement_ranks(mk, lns.placement_values(mk, lam))
@@ -400,19 +403,138 @@ def test_regions_of_models_small_enough_for_re_packs_free_bids_with_few_placemen
         calls.append((best_.chosen.copy(), nb, keep))
         return real(mk_, best_, nb, seconds, gap, valid, restrict, touch, keep)
 
+    def no_repack(mk_, best_, offers, top):  # straight to the sweeps
+        return np.zeros(0, dtype=np.int64), np.zeros(mk_.n_sources, bool), np.zeros(mk_.n_places, bool)
+
     monkeypatch.setattr(lns, "_solve_region", spy)
-    monkeypatch.setattr(lns, "repack", lambda mk_, best_, *a, **k: best_)  # straight to the sweeps
+    monkeypatch.setattr(lns, "repack_move", no_repack)
     out = _improve(mk, start, 2.0, lam=lam)
     assert out.welfare(mk) >= start.welfare(mk) - 1e-6
-    narrowed = [c for c in calls if c[2] is not None]
+    narrowed = [c for c in calls if c[2] is not None and c[1].size]
     assert narrowed
     for chosen, nb, keep in narrowed:
         assert not (keep & ~np.isin(mk.p_bid, nb)).any()
         ps = np.flatnonzero(keep)
-        assert ((rank[ps] < lns.REGION_TOP) | (chosen[mk.p_bid[ps]] == ps)).all()
+        every = np.bincount(mk.p_bid[ps], minlength=mk.b_gpus.size) == np.diff(mk.b_pstart)
+        top = max(lns.REGION_TOP, lns.SWITCH_TOP)
+        assert ((rank[ps] < top) | (chosen[mk.p_bid[ps]] == ps) | every[mk.p_bid[ps]]).all()
+        many = np.diff(mk.b_pstart)[nb] > top + 1  # bids that cannot keep all by rank and award
+        assert every[nb][many].sum() <= 2  # only a switch's two
         full = np.isin(mk.p_bid, nb)
-        assert keep.sum() < full.sum()  # fewer than all their placements
+        assert keep.sum() <= full.sum()
+    # fewer than all their placements (a switch among bids of few placements may keep all)
+    assert sum(int(k.sum()) for _, _, k in narrowed) < sum(
+        int(np.isin(mk.p_bid, nb).sum()) for _, nb, _ in narrowed
+    )
     calls.clear()
     monkeypatch.setattr(lns, "REPACK_BIDS", 0)
     _improve(mk, start, 1.0, lam=lam)
     assert calls and all(c[2] is None for c in calls)
+
+
+def _solved(mk, base, nb):
+    """A move from `base` freeing the bids `nb` with all their placements, solved to the end."""
+    touch = np.ones(mk.n_sources, dtype=bool)
+    return lns._solve_region(mk, base, nb, 10.0, 1e-9, clearing._valid, clearing._restrict, touch)
+
+
+def _absorb(mk, best, base, found):
+    return lns.absorb(
+        mk, best, base, found, seconds=10.0, gap=1e-9, valid=clearing._valid, restrict=clearing._restrict
+    )
+
+
+def test_moves_made_from_an_older_incumbent_are_folded_in_and_add_up_when_apart():
+    # two regions of different models from one incumbent, solved as helpers would solve them:
+    # folding both in (the second onto the first's result) keeps both gains, exactly
+    for seed in (1, 5, 8):
+        doc = generated_round(seed)
+        mk, base = _market(doc)
+        found = []
+        for offers, a, b in lns.regions(mk, 24, 0):
+            nb = lns._freed(mk, base, offers, a, b)
+            cand = _solved(mk, base, nb)
+            if cand.welfare(mk) > base.welfare(mk) + 1 and all(
+                mk.o_model[offers[0]] != m for m, _, _ in found
+            ):
+                found.append((mk.o_model[offers[0]], nb, cand))
+            if len(found) == 2:
+                break
+        assert len(found) == 2
+        (_, nb1, f1), (_, nb2, f2) = found
+        if np.intersect1d(nb1, nb2).size:
+            continue  # (a loser of a free group may be freed by both)
+        now = _absorb(mk, base, base, f1)
+        now = _absorb(mk, now, base, f2)
+        gains = f1.welfare(mk) + f2.welfare(mk) - 2 * base.welfare(mk)
+        assert now.welfare(mk) == pytest.approx(base.welfare(mk) + gains)
+        res = _result_of(doc, mk, now)
+        assert problems(doc, res) == []
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(rounds(), st.data())
+def test_folding_in_moves_that_overlap_is_valid_and_keeps_the_best_of_both(doc, data):
+    # two moves from one incumbent that free any bids (overlapping or not): folded in one after
+    # the other, the result is valid (the independent checker) and worth at least either move
+    rnd, _ = parse_round(doc)
+    assert rnd is not None
+    mk = build_market(rnd)
+    base = best_greedy(mk)
+    n = mk.b_gpus.size
+    picks = st.lists(st.integers(0, n - 1), min_size=1, max_size=n, unique=True)
+    f1 = _solved(mk, base, np.array(sorted(data.draw(picks)), dtype=np.int64))
+    f2 = _solved(mk, base, np.array(sorted(data.draw(picks)), dtype=np.int64))
+    now = _absorb(mk, _absorb(mk, base, base, f1), base, f2)
+    res = _result_of(doc, mk, now)
+    assert problems(doc, res) == []
+    assert now.welfare(mk) >= max(f1.welfare(mk), f2.welfare(mk)) - 1e-6
+
+
+def test_a_search_with_helper_processes_hands_out_moves_and_stays_valid(monkeypatch):
+    # workers=2: the large path's search solves its moves in two helper processes; the clearing
+    # is valid, beats greedy where greedy is poor, and keeps its time limit
+    made = []
+
+    class Spy(lns.Moves):
+        def __init__(self, *a, **k):
+            super().__init__(*a, **k)
+            made.append(self)
+            self.handed = 0
+
+        def solve(self, best, *a, **k):
+            self.handed += int(self.pool is not None and len(self.jobs) < self.slots)
+            return super().solve(best, *a, **k)
+
+    monkeypatch.setattr(lns, "Moves", Spy)
+    monkeypatch.setattr(clearing, "FULL_MIP_COLUMNS", 0)
+    doc = generated_round(1)
+    res = clear(doc, time_limit=10.0, workers=2)
+    assert problems(doc, res) == []
+    assert exact_welfare(doc, res) > greedy_welfare(doc) + 1e-6
+    assert res["stats"]["wall_s"] <= 10.0 + 1.0
+    assert [m.slots for m in made] == [2]
+    assert made[0].handed >= 5
+
+
+def test_a_search_whose_helper_dies_goes_on_in_its_own_process(monkeypatch):
+    # a helper killed mid-search (out of memory, say): the search notices, carries on alone and
+    # still returns a valid clearing at least as good as its start
+    import os
+    import signal
+
+    class Killer(lns.Moves):
+        def solve(self, best, *a, **k):
+            out = super().solve(best, *a, **k)
+            if self.pool is not None and self.jobs:
+                for p in list(self.pool._processes.values()):
+                    os.kill(p.pid, signal.SIGKILL)
+            return out
+
+    monkeypatch.setattr(lns, "Moves", Killer)
+    doc = generated_round(1)
+    mk, start = _market(doc)
+    best = _improve(mk, start, 6.0, helpers=2)
+    res = _result_of(doc, mk, best)
+    assert problems(doc, res) == []
+    assert best.welfare(mk) > start.welfare(mk) + 1e-6

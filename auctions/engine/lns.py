@@ -544,8 +544,8 @@ class Moves:
         self.mk, self.valid, self.restrict = mk, valid, restrict
         self.slots = helpers
         self.pool: ProcessPoolExecutor | None = None
-        # (future, incumbent it started from, its time limit and gap)
-        self.jobs: list[tuple[Future[IntArray | None], Allocation, float, float]] = []
+        # (future, incumbent it started from, its time limit and gap, the bids it frees)
+        self.jobs: list[tuple[Future[IntArray | None], Allocation, float, float, IntArray]] = []
         if helpers > 0:
             self.pool = ProcessPoolExecutor(
                 max_workers=helpers,
@@ -575,7 +575,7 @@ class Moves:
             self._lost()
             best = self.drain(best)
             return _solve_region(self.mk, best, nb, seconds, gap, self.valid, self.restrict, touch, keep)
-        self.jobs.append((fut, best, seconds, gap))
+        self.jobs.append((fut, best, seconds, gap, nb))
         return self._collect(best, block=False)
 
     def ready(self, best: Allocation) -> Allocation:
@@ -584,6 +584,10 @@ class Moves:
         while self.pool is not None and len(self.jobs) >= self.slots:
             best = self._collect(best, block=True)
         return best
+
+    def overlaps(self, nb: IntArray) -> bool:
+        """Whether a move still out frees any of the bids `nb`."""
+        return any(np.intersect1d(j[4], nb).size for j in self.jobs)
 
     def drain(self, best: Allocation) -> Allocation:
         """`best` with every move handed out folded in (waits for them)."""
@@ -614,7 +618,7 @@ class Moves:
         done, _ = wait([j[0] for j in self.jobs], timeout=None if block else 0, return_when=FIRST_COMPLETED)
         for job in [j for j in self.jobs if j[0] in done]:
             self.jobs.remove(job)
-            fut, base, seconds, gap = job
+            fut, base, seconds, gap, _ = job
             try:
                 x = fut.result()
             except (BrokenProcessPool, OSError):
@@ -712,6 +716,14 @@ def _improve(
                 break
             seconds = min(REPACK_SECONDS, left() - margin / 2)
             nb, touch, keep = repack_move(mk, out, offers, top)
+            if moves.overlaps(nb):
+                # the last pass's re-pack of this model is still out (B200's runs ~15 s on
+                # large-31): its result first, rather than two re-packs of one model at once
+                out = moves.drain(out)
+                if left() < margin:
+                    break
+                seconds = min(REPACK_SECONDS, left() - margin / 2)
+                nb, touch, keep = repack_move(mk, out, offers, top)
             out = moves.solve(out, nb, seconds, max(gap, SUB_GAP), touch, keep)
         # (with helpers, the pass's last moves are still out: the next pass or sweep starts
         # meanwhile, and their results are folded in as they come)

@@ -500,6 +500,8 @@ def absorb(
     if cand.welfare(mk) > best.welfare(mk) + 1e-6 and valid(mk, cand):
         log.debug("LNS: folded in: %.0f -> %.0f", best.welfare(mk), cand.welfare(mk))
         return cand
+    if seconds < 0.05:
+        return best  # (no time left to merge)
     nb = np.union1d(moved, _changed(mk, base, best))
     log.debug(
         "LNS: merge of %d bids (%d moved; found %.0f from %.0f)",
@@ -547,8 +549,12 @@ class Moves:
     `helpers` processes, that many at once, each from the incumbent when it was handed out;
     results are folded into the incumbent as they come back (`absorb`)."""
 
-    def __init__(self, mk: Market, *, valid: Valid, restrict: Restrict, helpers: int = 0) -> None:
+    def __init__(
+        self, mk: Market, *, valid: Valid, restrict: Restrict, helpers: int = 0, deadline: float = math.inf
+    ) -> None:
         self.mk, self.valid, self.restrict = mk, valid, restrict
+        # a merge MIP (`absorb`) ends by then, however long the move it merges had
+        self.deadline = deadline
         self.slots = helpers
         self.pool: ProcessPoolExecutor | None = None
         # (future, incumbent it started from, its time limit and gap, the bids it frees)
@@ -580,7 +586,6 @@ class Moves:
             fut = self.pool.submit(_helper_region, best.x, nb, seconds, gap, np.flatnonzero(touch), k)
         except (BrokenProcessPool, OSError, RuntimeError):
             self._lost()
-            best = self.drain(best)
             return _solve_region(self.mk, best, nb, seconds, gap, self.valid, self.restrict, touch, keep)
         self.jobs.append((fut, best, seconds, gap, nb))
         return self._collect(best, block=False)
@@ -638,7 +643,7 @@ class Moves:
                     best,
                     base,
                     found,
-                    seconds=seconds,
+                    seconds=min(seconds, self.deadline - time.perf_counter()),
                     gap=gap,
                     valid=self.valid,
                     restrict=self.restrict,
@@ -675,7 +680,7 @@ def improve(
     best = inc
     if proven():
         return best
-    moves = Moves(mk, valid=valid, restrict=restrict, helpers=helpers)
+    moves = Moves(mk, valid=valid, restrict=restrict, helpers=helpers, deadline=deadline)
     try:
         return _improve(mk, best, moves, deadline=deadline, gap=gap, bound=bound, lam=lam)
     finally:

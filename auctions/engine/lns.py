@@ -514,8 +514,7 @@ def absorb(
     for alloc in (best, found):
         c = alloc.chosen[nb]
         keep[c[c >= 0]] = True
-    touch = np.isin(mk.k_place, np.flatnonzero(keep))
-    return _solve_region(mk, best, nb, seconds, gap, valid, restrict, touch, keep)
+    return _solve_region(mk, best, nb, seconds, gap, valid, restrict, keep[mk.k_place], keep)
 
 
 # A helper process's copy of the search's market and checks (`_helper_init`).
@@ -670,19 +669,11 @@ def improve(
     bound: nothing better exists). Returns the best found (never worse than `inc`). With
     `helpers`, the moves of a re-pack pass and of a sweep are solved in that many processes at
     once (`Moves`)."""
-
-    def left() -> float:
-        return deadline - time.perf_counter()
-
-    def proven() -> bool:
-        return best.welfare(mk) >= (1.0 - gap) * bound - 1e-6
-
-    best = inc
-    if proven():
-        return best
+    if inc.welfare(mk) >= (1.0 - gap) * bound - 1e-6:
+        return inc
     moves = Moves(mk, valid=valid, restrict=restrict, helpers=helpers, deadline=deadline)
     try:
-        return _improve(mk, best, moves, deadline=deadline, gap=gap, bound=bound, lam=lam)
+        return _improve(mk, inc, moves, deadline=deadline, gap=gap, bound=bound, lam=lam)
     finally:
         moves.close()
 

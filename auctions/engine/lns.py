@@ -108,9 +108,10 @@ SWITCH_BIDS = 2 * REGION_BIDS
 # A sweep that has gained stops its relocations after this many in a row that gain nothing: on
 # large-31 (2026-12-05) the first sweep's regions and switches gained ~250k cents in 16 s, then
 # its 495 relocations 132k in 50 s, none of it after the 300th, and the re-pack pass after the
-# sweep +30k in 4.5 s. Clearings of 120 s, three back to back: 43,808,677, 43,813,875, 43,792,178 against
-# 43,770,324, 43,769,320, 43,757,891 without; 15: 43,793,480, 43,768,812; 60: 43,819,047,
-# 43,760,764. A sweep that has gained nothing tries them all (the search's end is unchanged).
+# sweep +30k in 4.5 s. Clearings of 120 s, three back to back: 43,808,677, 43,813,875 and
+# 43,792,178 against 43,770,324, 43,769,320 and 43,757,891 without; 15: 43,793,480, 43,768,812;
+# 60: 43,819,047, 43,760,764. A sweep that has gained nothing tries them all (so the search
+# still ends after a cycle of sweeps without a gain).
 RELOC_DRY = 30
 
 # Re-packs (session 17): one GPU model over the whole horizon, every bid on it freed with two
@@ -783,7 +784,7 @@ def _improve(
                 dry, last_w = 0, best.welfare(mk)
             if kind == 1 and pairs[i][0] == pairs[i][1] and best.welfare(mk) > start_w + 1e-6:
                 if dry >= RELOC_DRY:
-                    break
+                    break  # (relocations come last: the sweep ends)
                 dry += 1
             seconds = min(SUB_SECONDS, left() - margin / 2)
             keep: np.ndarray | None = None

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+import auctions.engine.clearing as clearing
 from auctions.engine import clear, dumps_result, merge, split
 from auctions.engine.clearing import clear_component
 from auctions.engine.formulation import build_market
@@ -299,11 +300,22 @@ def test_sub_markets_in_processes_end_within_the_time_limit():
 
 
 @pytest.mark.slow
-def test_time_a_part_leaves_in_a_process_pool_goes_to_the_parts_after_it():
+def test_time_a_part_leaves_in_a_process_pool_goes_to_the_parts_after_it(monkeypatch):
     # two medium-21s and three copies with 50 times the GPUs (every bid fits: proven optimal in
     # ~1.5 s), five sub-markets of one size on two processes: with shares fixed in advance each
     # got 3.7 s and the clearing ended at 6.3-6.6 s of 12; handed out when a process takes a part,
-    # smallest first, the medium-21s get what the quick parts leave (10.1 s in all)
+    # smallest first, the medium-21s get what the quick parts leave (10.1 s in all). On a quick
+    # machine a medium-21's search can end early at a local optimum (session 19: 4.4 s of a 6 s
+    # budget, the clearing at 7.3 s), so the test reads the budgets handed out (3.7 s, 3.7 s,
+    # then 4.4, 5.7 and 8.9 s there) as well as the time used
+    budgets = []
+
+    def spy(*a):
+        budgets.append(pool_budget(*a))
+        return budgets[-1]
+
+    pool_budget = clearing._pool_budget
+    monkeypatch.setattr(clearing, "_pool_budget", spy)
     doc = load_round("medium-21")
     roomy = _renamed(doc, "q")
     for o in roomy["offers"]:
@@ -317,8 +329,10 @@ def test_time_a_part_leaves_in_a_process_pool_goes_to_the_parts_after_it():
     result = clear(rounds, time_limit=12.0, workers=2)
     assert problems(rounds, result) == []
     assert result["stats"]["wall_s"] <= 12.0
+    assert len(budgets) == 5
     if result["status"] == "time_limit":  # a machine fast enough to prove them all needs no more
-        assert result["stats"]["wall_s"] >= 0.7 * 12.0
+        # the time was used, or the parts taken last were given what the first ones left
+        assert result["stats"]["wall_s"] >= 0.7 * 12.0 or max(budgets) >= 0.5 * 12.0
 
 
 def test_prices_are_at_least_the_cheapest_traded_reserve(tiny):

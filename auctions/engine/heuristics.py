@@ -26,9 +26,8 @@ class Allocation:
     _welfare: list[tuple[Market, float]] = field(default_factory=list, init=False, repr=False, compare=False)
 
     def welfare(self, mk: Market) -> float:
-        for m, w in self._welfare:
-            if m is mk:
-                return w
+        if self._welfare and self._welfare[0][0] is mk:
+            return self._welfare[0][1]
         # a product and a sum, not `x @ k_value`: numpy hands the mixed int64-float64 product to
         # OpenBLAS, whose threads wait for a core while the search's helpers hold both (large-31's
         # 118k sources: 3.4 ms a call so, 75 us on an idle machine; 6.7 s of a 96 s search)

@@ -776,15 +776,15 @@ def _improve(
         todo.sort()
         # relocations handed out since the incumbent last improved (RELOC_DRY)
         dry, last_w = 0, best.welfare(mk)
-        for _, _, kind, i in todo:
+        for tier, _, kind, i in todo:
             best = moves.ready(best)
             if left() < margin or proven():
                 break
             if best.welfare(mk) > last_w + 1e-6:
                 dry, last_w = 0, best.welfare(mk)
-            if kind == 1 and pairs[i][0] == pairs[i][1] and best.welfare(mk) > start_w + 1e-6:
+            if tier == 1 and best.welfare(mk) > start_w + 1e-6:  # (tier 1: the relocations, last)
                 if dry >= RELOC_DRY:
-                    break  # (relocations come last: the sweep ends)
+                    break
                 dry += 1
             seconds = min(SUB_SECONDS, left() - margin / 2)
             keep: np.ndarray | None = None

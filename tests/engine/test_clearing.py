@@ -309,12 +309,12 @@ def test_time_a_part_leaves_in_a_process_pool_goes_to_the_parts_after_it(monkeyp
     # budget, the clearing at 7.3 s), so the test reads the budgets handed out (3.7 s, 3.7 s,
     # then 4.4, 5.7 and 8.9 s there) as well as the time used
     budgets = []
+    pool_budget = clearing._pool_budget
 
     def spy(*a):
         budgets.append(pool_budget(*a))
         return budgets[-1]
 
-    pool_budget = clearing._pool_budget
     monkeypatch.setattr(clearing, "_pool_budget", spy)
     doc = load_round("medium-21")
     roomy = _renamed(doc, "q")

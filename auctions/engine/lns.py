@@ -132,6 +132,13 @@ REPACK_MIN_GAIN = 5e-4
 # 43,625,299 against 43,570,011, large-31 resampled 37,555,666 / 37,507,173 against 37,232,176 /
 # 37,467,230; on all of xlarge-41's (big) models it lost 0.2 point in 240 s, so only there.
 REGION_TOP = 3
+# From the second sweep on, those REGION_TOP (and SWITCH_TOP) best are ranked at prices jittered
+# like a re-pack pass's (`sweep_prices`; seeds from SWEEP_SEED, apart from the passes'): the
+# search reaches a local optimum of its moves by ~75-90 s on large-31, and with the same top
+# placements every sweep its regions offer the same choices again. Clearings of 120 s
+# (2026-12-06): 43,808,934-43,849,678 (six, mean 43,833,521) against 43,775,605-43,878,862
+# (fifteen, mean ~43.81M) with the Lagrangian's ranks on every sweep.
+SWEEP_SEED = 1000
 # A switch or relocation there frees its bids with their award and SWITCH_TOP best placements
 # (the winner and sibling it is about keep all theirs): large-31 from one incumbent, 60 s,
 # 43.74M twice against 43.61M twice with every placement (3: 43.69M; 1: 43.72M; 5: 43.70M).
@@ -428,6 +435,13 @@ def repack_prices(lam: FloatArray, i: int) -> FloatArray:
     rng = np.random.default_rng(i)
     out: FloatArray = lam * (1.0 + REPACK_JITTER * rng.uniform(-1.0, 1.0, size=(lam.shape[0], 1)))
     return out
+
+
+def sweep_prices(lam: FloatArray, sweep: int) -> FloatArray:
+    """The prices that rank a sweep's placements (`REGION_TOP`, `SWITCH_TOP`): the Lagrangian's
+    on the first sweep, then jittered as a re-pack pass's are (`repack_prices`), with seeds of
+    their own, so that each later sweep offers its regions and switches other top placements."""
+    return lam if sweep == 0 else repack_prices(lam, SWEEP_SEED + sweep)
 
 
 def repack_units(mk: Market, best: Allocation) -> list[IntArray]:
@@ -757,12 +771,13 @@ def _improve(
         start_w = best.welfare(mk)
         regs = regions(mk, window, shifts[sweep % len(shifts)])
         # regions of models small enough for re-packs free each bid with few placements
-        # (REGION_TOP); `rank`: each placement's rank within its bid at the Lagrangian's prices
+        # (REGION_TOP); `rank`: each placement's rank within its bid at this sweep's prices
+        # (`sweep_prices`: the Lagrangian's, jittered from the second sweep on)
         few = np.zeros(len(mk.models), dtype=bool)
         if lam is not None:
             few[[int(mk.o_model[u[0]]) for u in repack_units(mk, best)]] = True
-            if few.any() and rank is None:
-                rank = placement_ranks(mk, placement_values(mk, lam))
+            if few.any():
+                rank = placement_ranks(mk, placement_values(mk, sweep_prices(lam, sweep)))
         # (tier, -opportunity, kind, index): regions by the isolated value of the losers they
         # free and XOR switches by what the new award could add in isolation, interleaved;
         # relocations (a winner moved towards its best placement) after them, because early on

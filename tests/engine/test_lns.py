@@ -375,6 +375,71 @@ def test_repack_prices_are_seeded_offer_factors_around_the_lagrangian_s():
     assert not np.array_equal(lns.repack_prices(lam, 1), lns.repack_prices(lam, 2))
 
 
+def test_sweep_prices_are_the_lagrangian_s_first_then_jittered_apart_from_the_re_packs():
+    rng = np.random.default_rng(0)
+    lam = rng.uniform(0, 5, size=(6, 10))
+    assert np.array_equal(lns.sweep_prices(lam, 0), lam)
+    later = [lns.sweep_prices(lam, k) for k in range(1, 6)]
+    passes = [lns.repack_prices(lam, i) for i in range(50)]
+    for k, a in enumerate(later, start=1):
+        assert np.array_equal(a, lns.sweep_prices(lam, k))  # deterministic
+        ratio = a / lam
+        assert np.allclose(ratio, ratio[:, :1])  # one factor per offer, as a re-pack pass's
+        assert (abs(ratio - 1) <= lns.REPACK_JITTER + 1e-12).all()
+        assert not any(np.array_equal(a, b) for b in later[: k - 1] + passes)
+
+
+def test_later_sweeps_offer_their_moves_other_top_placements(monkeypatch):
+    # a move on a model small enough for re-packs frees each bid with its award and its top
+    # placements only; the first sweep ranks them at the Lagrangian's prices, each later sweep at
+    # prices of its own (`sweep_prices`), so a search stuck at a local optimum of its moves gets
+    # other choices to make. The moves are faked and gain nothing: four sweeps, then the end
+    mk, start = _market(generated_round(1))
+    lam = _lagrange_prices(mk, start, seconds=0.5)
+    clock = [0.0]
+    sweep = [-1]
+    kept: list[tuple[int, np.ndarray, np.ndarray, np.ndarray]] = []
+
+    class FakeTime:
+        @staticmethod
+        def perf_counter():
+            return clock[0]
+
+    real_regions = lns.regions
+
+    def regions(*a):
+        sweep[0] += 1
+        return real_regions(*a)
+
+    class Fake(lns.Moves):
+        def solve(self, best, nb, seconds, gap, touch, keep=None):
+            clock[0] += 0.01
+            if keep is not None and sweep[0] >= 0:
+                kept.append((sweep[0], nb, keep.copy(), best.chosen.copy()))
+            return best
+
+    monkeypatch.setattr(lns, "time", FakeTime)
+    monkeypatch.setattr(lns, "regions", regions)
+    monkeypatch.setattr(lns, "resource", lambda mk_, inc, **k: inc)
+    monkeypatch.setattr(lns, "Moves", Fake)
+    lns.improve(
+        mk, start, deadline=1e6, gap=1e-4, valid=clearing._valid, restrict=clearing._restrict, lam=lam
+    )
+    assert sweep[0] == 3
+    top = max(lns.REGION_TOP, lns.SWITCH_TOP)
+    ranks = [lns.placement_ranks(mk, lns.placement_values(mk, lns.sweep_prices(lam, k))) for k in range(4)]
+    outside = 0  # placements kept in later sweeps that the Lagrangian's prices do not rank at the top
+    for k, nb, keep, chosen in kept:
+        ps = np.flatnonzero(keep)
+        every = np.bincount(mk.p_bid[ps], minlength=mk.b_gpus.size) == np.diff(mk.b_pstart)
+        ps = ps[(chosen[mk.p_bid[ps]] != ps) & ~every[mk.p_bid[ps]]]  # not an award, not all of a bid's
+        assert (ranks[k][ps] < top).all()
+        if k:
+            outside += int((ranks[0][ps] >= top).sum())
+    assert {k for k, *_ in kept} == {0, 1, 2, 3}
+    assert outside > 0
+
+
 def test_top_placements_is_each_bid_s_best_first_on_ties():
     mk, _ = _market(generated_round(2))
     rng = np.random.default_rng(1)
@@ -395,24 +460,31 @@ def test_regions_of_models_small_enough_for_re_packs_free_bids_with_few_placemen
     # models (xlarge-41's) moves keep every placement
     mk, start = _market(generated_round(1))
     lam = _lagrange_prices(mk, start, seconds=0.5)
-    rank = lns.placement_ranks(mk, lns.placement_values(mk, lam))
-    real = lns._solve_region
+    real, real_regions = lns._solve_region, lns.regions
     calls = []
+    sweep = [-1]
+
+    def regions(*a):
+        sweep[0] += 1
+        return real_regions(*a)
 
     def spy(mk_, best_, nb, seconds, gap, valid, restrict, touch, keep=None):
-        calls.append((best_.chosen.copy(), nb, keep))
+        calls.append((best_.chosen.copy(), nb, keep, max(sweep[0], 0)))
         return real(mk_, best_, nb, seconds, gap, valid, restrict, touch, keep)
 
     def no_repack(mk_, best_, offers, top):  # straight to the sweeps
         return np.zeros(0, dtype=np.int64), np.zeros(mk_.n_sources, bool), np.zeros(mk_.n_places, bool)
 
     monkeypatch.setattr(lns, "_solve_region", spy)
+    monkeypatch.setattr(lns, "regions", regions)
     monkeypatch.setattr(lns, "repack_move", no_repack)
     out = _improve(mk, start, 2.0, lam=lam)
     assert out.welfare(mk) >= start.welfare(mk) - 1e-6
     narrowed = [c for c in calls if c[2] is not None and c[1].size]
     assert narrowed
-    for chosen, nb, keep in narrowed:
+    for chosen, nb, keep, k in narrowed:
+        # (ranked at the sweep's prices: `sweep_prices`)
+        rank = lns.placement_ranks(mk, lns.placement_values(mk, lns.sweep_prices(lam, k)))
         assert not (keep & ~np.isin(mk.p_bid, nb)).any()
         ps = np.flatnonzero(keep)
         every = np.bincount(mk.p_bid[ps], minlength=mk.b_gpus.size) == np.diff(mk.b_pstart)
@@ -423,8 +495,8 @@ def test_regions_of_models_small_enough_for_re_packs_free_bids_with_few_placemen
         full = np.isin(mk.p_bid, nb)
         assert keep.sum() <= full.sum()
     # fewer than all their placements (a switch among bids of few placements may keep all)
-    assert sum(int(k.sum()) for _, _, k in narrowed) < sum(
-        int(np.isin(mk.p_bid, nb).sum()) for _, nb, _ in narrowed
+    assert sum(int(k.sum()) for _, _, k, _ in narrowed) < sum(
+        int(np.isin(mk.p_bid, nb).sum()) for _, nb, _, _ in narrowed
     )
     calls.clear()
     monkeypatch.setattr(lns, "REPACK_BIDS", 0)

@@ -430,6 +430,7 @@ def test_later_sweeps_offer_their_moves_other_top_placements(monkeypatch):
     ranks = [lns.placement_ranks(mk, lns.placement_values(mk, lns.sweep_prices(lam, k))) for k in range(4)]
     outside = 0  # placements kept in later sweeps that the Lagrangian's prices do not rank at the top
     for k, nb, keep, chosen in kept:
+        assert not (keep & ~np.isin(mk.p_bid, nb)).any()
         ps = np.flatnonzero(keep)
         every = np.bincount(mk.p_bid[ps], minlength=mk.b_gpus.size) == np.diff(mk.b_pstart)
         ps = ps[(chosen[mk.p_bid[ps]] != ps) & ~every[mk.p_bid[ps]]]  # not an award, not all of a bid's

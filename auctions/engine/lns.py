@@ -685,11 +685,11 @@ def improve(
     helpers: int = 0,
 ) -> Allocation:
     """Re-source, then (given the Lagrangian's prices `lam`) passes of re-packs while they gain,
-    then sweeps of moves until the deadline: regions (windows shifted on later sweeps) and XOR
-    switches, most promising first, then relocations (in a sweep that has gained, until
-    RELOC_DRY in a row gain nothing); a re-pack pass and a re-source after every sweep that
-    improved. Stops early once the incumbent is within `gap` of `bound` (a valid
-    bound: nothing better exists). Returns the best found (never worse than `inc`). With
+    then sweeps of moves until the deadline: regions (windows shifted, and top placements ranked
+    at jittered prices, on later sweeps: `sweep_prices`) and XOR switches, most promising
+    first, then relocations (in a sweep that has gained, until RELOC_DRY in a row gain
+    nothing); a re-pack pass and a re-source after every sweep that improved. Stops early once
+    the incumbent is within `gap` of `bound` (a valid bound: nothing better exists). Returns the best found (never worse than `inc`). With
     `helpers`, the moves of a re-pack pass and of a sweep are solved in that many processes at
     once (`Moves`)."""
     if inc.welfare(mk) >= (1.0 - gap) * bound - 1e-6:

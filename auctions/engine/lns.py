@@ -689,9 +689,9 @@ def improve(
     at jittered prices, on later sweeps: `sweep_prices`) and XOR switches, most promising
     first, then relocations (in a sweep that has gained, until RELOC_DRY in a row gain
     nothing); a re-pack pass and a re-source after every sweep that improved. Stops early once
-    the incumbent is within `gap` of `bound` (a valid bound: nothing better exists). Returns the best found (never worse than `inc`). With
-    `helpers`, the moves of a re-pack pass and of a sweep are solved in that many processes at
-    once (`Moves`)."""
+    the incumbent is within `gap` of `bound` (a valid bound: nothing better exists). Returns
+    the best found (never worse than `inc`). With `helpers`, the moves of a re-pack pass and of
+    a sweep are solved in that many processes at once (`Moves`)."""
     if inc.welfare(mk) >= (1.0 - gap) * bound - 1e-6:
         return inc
     moves = Moves(mk, valid=valid, restrict=restrict, helpers=helpers, deadline=deadline)

@@ -136,8 +136,9 @@ REGION_TOP = 3
 # like a re-pack pass's (`sweep_prices`; seeds from SWEEP_SEED, apart from the passes'): the
 # search reaches a local optimum of its moves by ~75-90 s on large-31, and with the same top
 # placements every sweep its regions offer the same choices again. Clearings of 120 s
-# (2026-12-06): 43,808,934-43,849,678 (six, mean 43,833,521) against 43,775,605-43,878,862
-# (fifteen, mean ~43.81M) with the Lagrangian's ranks on every sweep.
+# (2026-12-06): 43,808,934-43,855,968 (nine, mean 43,835,223) against 43,765,726-43,878,862
+# (fifteen, mean ~43.81M) with the Lagrangian's ranks on every sweep; factors in [0.4, 1.6]
+# instead: 43,830,015 / 43,844,822 / 43,831,540 against 43,834,137 / 43,855,968 / 43,825,781.
 SWEEP_SEED = 1000
 # A switch or relocation there frees its bids with their award and SWITCH_TOP best placements
 # (the winner and sibling it is about keep all theirs): large-31 from one incumbent, 60 s,

@@ -156,6 +156,17 @@ def _improve(mk, start, seconds, **kw):
     )
 
 
+def _fake_clock(monkeypatch, clock):
+    """`lns`'s clock reads `clock[0]` (the test moves it)."""
+
+    class FakeTime:
+        @staticmethod
+        def perf_counter():
+            return clock[0]
+
+    monkeypatch.setattr(lns, "time", FakeTime)
+
+
 def _wide_market(seed):
     doc = wide_round(seed, n_bids=60)
     return (doc, *_market(doc))
@@ -241,17 +252,12 @@ def test_a_short_search_keeps_moving_until_its_margin(monkeypatch):
     clock = [0.0]
     limits = []
 
-    class FakeTime:
-        @staticmethod
-        def perf_counter():
-            return clock[0]
-
     def sub_mip(sub, *, time_limit, gap, warm, options=None, cap=None):
         limits.append(time_limit)
         clock[0] += 0.2
         return MIPResult(False, warm, None, 0.2, 0.0)  # no gain: the incumbent back
 
-    monkeypatch.setattr(lns, "time", FakeTime)
+    _fake_clock(monkeypatch, clock)
     monkeypatch.setattr(lns, "solve_mip_natural", sub_mip)
     lns.improve(mk, start, deadline=3.0, gap=1e-4, valid=clearing._valid, restrict=clearing._restrict)
     assert len(limits) >= 10
@@ -400,11 +406,6 @@ def test_later_sweeps_offer_their_moves_other_top_placements(monkeypatch):
     sweep = [-1]
     kept: list[tuple[int, np.ndarray, np.ndarray, np.ndarray]] = []
 
-    class FakeTime:
-        @staticmethod
-        def perf_counter():
-            return clock[0]
-
     real_regions = lns.regions
 
     def regions(*a):
@@ -418,7 +419,7 @@ def test_later_sweeps_offer_their_moves_other_top_placements(monkeypatch):
                 kept.append((sweep[0], nb, keep.copy(), best.chosen.copy()))
             return best
 
-    monkeypatch.setattr(lns, "time", FakeTime)
+    _fake_clock(monkeypatch, clock)
     monkeypatch.setattr(lns, "regions", regions)
     monkeypatch.setattr(lns, "resource", lambda mk_, inc, **k: inc)
     monkeypatch.setattr(lns, "Moves", Fake)
@@ -623,11 +624,6 @@ def test_a_sweep_that_gained_stops_its_relocations_after_a_run_without_gain(monk
     clock = [0.0]
     log: list[str] = []
 
-    class FakeTime:
-        @staticmethod
-        def perf_counter():
-            return clock[0]
-
     real_regions, real_freed = lns.regions, lns._switch_freed
 
     def regions(*a):
@@ -648,7 +644,7 @@ def test_a_sweep_that_gained_stops_its_relocations_after_a_run_without_gain(monk
             x[np.argmax(mk.k_value)] += 1  # (not valid: the test is of the search's choices)
             return lns.Allocation(x, best.chosen)
 
-    monkeypatch.setattr(lns, "time", FakeTime)
+    _fake_clock(monkeypatch, clock)
     monkeypatch.setattr(lns, "regions", regions)
     monkeypatch.setattr(lns, "_switch_freed", switch_freed)
     monkeypatch.setattr(lns, "resource", lambda mk_, inc, **k: inc)

@@ -78,7 +78,10 @@ SUB_GAP = 1e-3
 # against 0.93M, and 240 s searches from one start reached 183.72M twice against 183.40-183.61M.
 # Neutral on large-31 (25k rows): docs/engine-experiments.md, *Light presolve in the sub-MIPs*.
 SUB_PRESOLVE_MODE = 2
-SUB_OPTIONS = {"mip_heuristic_effort": HEURISTIC_EFFORT, "presolve_mode": SUB_PRESOLVE_MODE}
+SUB_OPTIONS: dict[str, object] = {
+    "mip_heuristic_effort": HEURISTIC_EFFORT,
+    "presolve_mode": SUB_PRESOLVE_MODE,
+}
 # How fast HiGHS gets through the root node of a sub-MIP, in natural-form non-zeros per second,
 # and how far past its limit a sub-MIP's root may be expected to run. HiGHS reads its clock
 # between the steps of its root node, not within them, and one step, the central rounding (an
@@ -127,6 +130,15 @@ REPACK_SECONDS = 10.0
 REPACK_BIDS = 200
 REPACK_JITTER = 0.3
 REPACK_MIN_GAIN = 5e-4
+# A re-pack's MIP runs without HiGHS's restart (when its root node's cut rounds have fixed a few
+# per cent of the columns, HiGHS presolves the reduced MIP and solves its root again, ~1-1.5 s on
+# large-31): the 40 re-pack MIPs of a one-process search of large-31, each re-solved from its own
+# start and limit, took 93.2 s and gained 1,323,733 cents without it against 138.4 s and
+# 1,239,146 with it (H200's first proven in 7.4 s with +297k, against +258k at its 10 s limit).
+# Clearings of 120 s (2026-12-06): 43,861,255 / 43,875,731 / 43,795,085 / 43,800,563 against
+# 43,616,703 / 43,689,568 / 43,806,830 / 43,860,775 with it, alternated. Regions, switches and
+# relocations keep it (session 15: no restart was -0.04 point on xlarge-41, which has no re-packs).
+REPACK_OPTIONS: dict[str, object] = {**SUB_OPTIONS, "mip_allow_restart": False}
 # A region of such a model frees each bid with its award and its REGION_TOP best placements at the
 # prices, not all (smaller sub-MIPs, more moves): measured (105 s from one start) large-31
 # 43,625,299 against 43,570,011, large-31 resampled 37,555,666 / 37,507,173 against 37,232,176 /
@@ -371,11 +383,13 @@ def _solve_region(
     restrict: Restrict,
     touch: np.ndarray,
     keep: np.ndarray | None = None,
+    options: dict[str, object] | None = None,
 ) -> Allocation:
     """A MIP over the placements of the bids `nb` (those in `keep` if given), everything else
-    fixed. When that model is too big for `seconds` (`SUB_NNZ_PER_SECOND`) the freed bids keep
-    only their current placement and those with a source in `touch` (the capacity the move
-    frees); the move is dropped if the model is still too big (`_fits`)."""
+    fixed, solved with HiGHS `options` (SUB_OPTIONS by default). When that model is too big for
+    `seconds` (`SUB_NNZ_PER_SECOND`) the freed bids keep only their current placement and those
+    with a source in `touch` (the capacity the move frees); the move is dropped if the model is
+    still too big (`_fits`)."""
     keep = np.isin(mk.p_bid, nb) if keep is None else keep
     if not keep.any():
         return best
@@ -392,7 +406,7 @@ def _solve_region(
     cap = mk.o_gpus[:, None] - _usage(mk, best.x, fixed)
     try:
         mip = solve_mip_natural(
-            sub, time_limit=seconds, gap=gap, warm=best.x[kmap], cap=cap, options=SUB_OPTIONS
+            sub, time_limit=seconds, gap=gap, warm=best.x[kmap], cap=cap, options=options or SUB_OPTIONS
         )
     except SolverFailed:
         return best
@@ -488,7 +502,7 @@ def repack(
 ) -> Allocation:
     """Re-pack `offers` (`repack_move`), everything else fixed. Never worse than `best`."""
     nb, touch, keep = repack_move(mk, best, offers, top)
-    return _solve_region(mk, best, nb, seconds, gap, valid, restrict, touch, keep)
+    return _solve_region(mk, best, nb, seconds, gap, valid, restrict, touch, keep, REPACK_OPTIONS)
 
 
 def _changed(mk: Market, a: Allocation, b: Allocation) -> IntArray:
@@ -549,7 +563,13 @@ def _helper_init(mk: Market, valid: Valid, restrict: Restrict) -> None:
 
 
 def _helper_region(
-    x: IntArray, nb: IntArray, seconds: float, gap: float, touch: IntArray, keep: IntArray | None
+    x: IntArray,
+    nb: IntArray,
+    seconds: float,
+    gap: float,
+    touch: IntArray,
+    keep: IntArray | None,
+    options: dict[str, object] | None = None,
 ) -> IntArray | None:
     """`_solve_region` in a helper process, on index arrays; the new `x`, or None (no gain)."""
     mk = _HELPER["mk"]
@@ -562,7 +582,7 @@ def _helper_region(
         k = np.zeros(mk.n_places, dtype=bool)
         k[keep] = True
     valid, restrict = _HELPER["valid"], _HELPER["restrict"]
-    out = _solve_region(mk, best, nb, seconds, gap, valid, restrict, t, k)  # type: ignore[arg-type]
+    out = _solve_region(mk, best, nb, seconds, gap, valid, restrict, t, k, options)  # type: ignore[arg-type]
     return None if out is best else out.x
 
 
@@ -597,18 +617,22 @@ class Moves:
         gap: float,
         touch: np.ndarray,
         keep: np.ndarray | None = None,
+        options: dict[str, object] | None = None,
     ) -> Allocation:
-        """The move freeing `nb` (`_solve_region`), built on `best` after `ready`: solved now,
-        or handed to the free helper; returns the incumbent with every result back by then folded
-        in."""
+        """The move freeing `nb` (`_solve_region`, with HiGHS `options`), built on `best` after
+        `ready`: solved now, or handed to the free helper; returns the incumbent with every
+        result back by then folded in."""
+        args = (seconds, gap, self.valid, self.restrict, touch, keep, options)
         if self.pool is None or len(self.jobs) >= self.slots:
-            return _solve_region(self.mk, best, nb, seconds, gap, self.valid, self.restrict, touch, keep)
+            return _solve_region(self.mk, best, nb, *args)
         k = None if keep is None else np.flatnonzero(keep)
         try:
-            fut = self.pool.submit(_helper_region, best.x, nb, seconds, gap, np.flatnonzero(touch), k)
+            fut = self.pool.submit(
+                _helper_region, best.x, nb, seconds, gap, np.flatnonzero(touch), k, options
+            )
         except (BrokenProcessPool, OSError, RuntimeError):
             self._lost()
-            return _solve_region(self.mk, best, nb, seconds, gap, self.valid, self.restrict, touch, keep)
+            return _solve_region(self.mk, best, nb, *args)
         self.jobs.append((fut, best, seconds, gap, nb))
         return self._collect(best, block=False)
 
@@ -751,7 +775,7 @@ def _improve(
                     break
                 seconds = min(REPACK_SECONDS, left() - margin / 2)
                 nb, touch, keep = repack_move(mk, out, offers, top)
-            out = moves.solve(out, nb, seconds, max(gap, SUB_GAP), touch, keep)
+            out = moves.solve(out, nb, seconds, max(gap, SUB_GAP), touch, keep, REPACK_OPTIONS)
         # (with helpers, the pass's last moves are still out: the next pass or sweep starts
         # meanwhile, and their results are folded in as they come)
         return out

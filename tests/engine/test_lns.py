@@ -295,9 +295,9 @@ def test_repacks_free_each_bid_with_two_placements_stay_valid_and_gain(monkeypat
     real = lns._solve_region
     seen = []
 
-    def spy(mk_, best_, nb, seconds, gap, valid, restrict, touch, keep=None):
-        seen.append((nb, keep))
-        return real(mk_, best_, nb, seconds, gap, valid, restrict, touch, keep)
+    def spy(mk_, best_, nb, seconds, gap, valid, restrict, touch, keep=None, options=None):
+        seen.append((nb, keep, options))
+        return real(mk_, best_, nb, seconds, gap, valid, restrict, touch, keep, options)
 
     for seed in (1, 5, 8):
         doc = generated_round(seed)
@@ -319,7 +319,9 @@ def test_repacks_free_each_bid_with_two_placements_stay_valid_and_gain(monkeypat
                     restrict=clearing._restrict,
                 )
                 monkeypatch.setattr(lns, "_solve_region", real)
-                (nb, keep) = seen[0]
+                (nb, keep, options) = seen[0]
+                # without HiGHS's restart (REPACK_OPTIONS): proves more of them in their time
+                assert options is not None and options["mip_allow_restart"] is False
                 on = np.isin(mk.k_offer, offers)
                 # every winner drawing from the offers is freed
                 drawing = np.unique(mk.p_bid[mk.k_place[on & (best.x > 0)]])
@@ -413,7 +415,7 @@ def test_later_sweeps_offer_their_moves_other_top_placements(monkeypatch):
         return real_regions(*a)
 
     class Fake(lns.Moves):
-        def solve(self, best, nb, seconds, gap, touch, keep=None):
+        def solve(self, best, nb, seconds, gap, touch, keep=None, options=None):
             clock[0] += 0.01
             if keep is not None and sweep[0] >= 0:
                 kept.append((sweep[0], nb, keep.copy(), best.chosen.copy()))
@@ -470,9 +472,9 @@ def test_regions_of_models_small_enough_for_re_packs_free_bids_with_few_placemen
         sweep[0] += 1
         return real_regions(*a)
 
-    def spy(mk_, best_, nb, seconds, gap, valid, restrict, touch, keep=None):
+    def spy(mk_, best_, nb, seconds, gap, valid, restrict, touch, keep=None, options=None):
         calls.append((best_.chosen.copy(), nb, keep, max(sweep[0], 0)))
-        return real(mk_, best_, nb, seconds, gap, valid, restrict, touch, keep)
+        return real(mk_, best_, nb, seconds, gap, valid, restrict, touch, keep, options)
 
     def no_repack(mk_, best_, offers, top):  # straight to the sweeps
         return np.zeros(0, dtype=np.int64), np.zeros(mk_.n_sources, bool), np.zeros(mk_.n_places, bool)
@@ -591,6 +593,27 @@ def test_a_search_with_helper_processes_hands_out_moves_and_stays_valid(monkeypa
     assert made[0].handed >= 5
 
 
+def test_a_move_handed_to_a_helper_is_solved_with_the_options_it_was_handed(monkeypatch):
+    # a re-pack handed to a helper process runs without HiGHS's restart there too
+    # (REPACK_OPTIONS); the helper's side of `Moves.solve`, in this process
+    mk, start = _market(generated_round(1))
+    seen = []
+    real = lns.solve_mip_natural
+
+    def spy(sub, **kw):
+        seen.append(kw["options"])
+        return real(sub, **kw)
+
+    monkeypatch.setattr(lns, "solve_mip_natural", spy)
+    monkeypatch.setattr(lns, "_HELPER", {})
+    lns._helper_init(mk, clearing._valid, clearing._restrict)
+    nb = np.flatnonzero(start.chosen >= 0)[:5]
+    touch = np.flatnonzero(np.isin(mk.p_bid[mk.k_place], nb))
+    for options in (lns.REPACK_OPTIONS, None):
+        lns._helper_region(start.x, nb, 2.0, 1e-4, touch, None, options)
+    assert seen == [lns.REPACK_OPTIONS, lns.SUB_OPTIONS]
+
+
 def test_a_search_whose_helper_dies_goes_on_in_its_own_process(monkeypatch):
     # a helper killed mid-search (out of memory, say): the search notices, carries on alone and
     # still returns a valid clearing at least as good as its start
@@ -635,7 +658,7 @@ def test_a_sweep_that_gained_stops_its_relocations_after_a_run_without_gain(monk
         return real_freed(mk_, best, w, s)
 
     class Fake(lns.Moves):
-        def solve(self, best, nb, seconds, gap, touch, keep=None):
+        def solve(self, best, nb, seconds, gap, touch, keep=None, options=None):
             clock[0] += 0.01
             if "gain" in log:
                 return best

@@ -406,7 +406,12 @@ def _solve_region(
     cap = mk.o_gpus[:, None] - _usage(mk, best.x, fixed)
     try:
         mip = solve_mip_natural(
-            sub, time_limit=seconds, gap=gap, warm=best.x[kmap], cap=cap, options=options or SUB_OPTIONS
+            sub,
+            time_limit=seconds,
+            gap=gap,
+            warm=best.x[kmap],
+            cap=cap,
+            options=SUB_OPTIONS if options is None else options,
         )
     except SolverFailed:
         return best

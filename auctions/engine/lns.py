@@ -495,19 +495,17 @@ def repack_move(
 
 
 def repack(
-    mk: Market,
+    moves: Moves,
     best: Allocation,
-    offers: IntArray,
-    top: IntArray,
+    move: tuple[IntArray, np.ndarray, np.ndarray],
     *,
     seconds: float,
     gap: float,
-    valid: Valid,
-    restrict: Restrict,
 ) -> Allocation:
-    """Re-pack `offers` (`repack_move`), everything else fixed. Never worse than `best`."""
-    nb, touch, keep = repack_move(mk, best, offers, top)
-    return _solve_region(mk, best, nb, seconds, gap, valid, restrict, touch, keep, REPACK_OPTIONS)
+    """Solve a re-pack (`move`, from `repack_move`) through `moves`, without HiGHS's restart
+    (REPACK_OPTIONS), everything else fixed. Never worse than `best`."""
+    nb, touch, keep = move
+    return moves.solve(best, nb, seconds, gap, touch, keep, REPACK_OPTIONS)
 
 
 def _changed(mk: Market, a: Allocation, b: Allocation) -> IntArray:
@@ -771,16 +769,16 @@ def _improve(
             if left() < margin or out.welfare(mk) >= (1.0 - gap) * bound - 1e-6:
                 break
             seconds = min(REPACK_SECONDS, left() - margin / 2)
-            nb, touch, keep = repack_move(mk, out, offers, top)
-            if moves.overlaps(nb):
+            move = repack_move(mk, out, offers, top)
+            if moves.overlaps(move[0]):
                 # the last pass's re-pack of this model is still out (B200's runs ~15 s on
                 # large-31): its result first, rather than two re-packs of one model at once
                 out = moves.drain(out)
                 if left() < margin:
                     break
                 seconds = min(REPACK_SECONDS, left() - margin / 2)
-                nb, touch, keep = repack_move(mk, out, offers, top)
-            out = moves.solve(out, nb, seconds, max(gap, SUB_GAP), touch, keep, REPACK_OPTIONS)
+                move = repack_move(mk, out, offers, top)
+            out = repack(moves, out, move, seconds=seconds, gap=max(gap, SUB_GAP))
         # (with helpers, the pass's last moves are still out: the next pass or sweep starts
         # meanwhile, and their results are folded in as they come)
         return out
@@ -796,7 +794,6 @@ def _improve(
     w = window = min(WINDOW_SLOTS, mk.rnd.slots)
     shifts = [0, w // 2, w // 4, 3 * w // 4]
     sweep = stalled = 0
-    rank: IntArray | None = None
     while left() > margin and stalled < len(shifts) and not proven():
         start_w = best.welfare(mk)
         regs = regions(mk, window, shifts[sweep % len(shifts)])
@@ -804,6 +801,7 @@ def _improve(
         # (REGION_TOP); `rank`: each placement's rank within its bid at this sweep's prices
         # (`sweep_prices`: the Lagrangian's, jittered from the second sweep on)
         few = np.zeros(len(mk.models), dtype=bool)
+        rank: IntArray | None = None
         if lam is not None:
             few[[int(mk.o_model[u[0]]) for u in repack_units(mk, best)]] = True
             if few.any():

@@ -308,16 +308,9 @@ def test_repacks_free_each_bid_with_two_placements_stay_valid_and_gain(monkeypat
             for offers in lns.repack_units(mk, best):
                 seen.clear()
                 monkeypatch.setattr(lns, "_solve_region", spy)
-                cand = lns.repack(
-                    mk,
-                    best,
-                    offers,
-                    top,
-                    seconds=2.0,
-                    gap=1e-4,
-                    valid=clearing._valid,
-                    restrict=clearing._restrict,
-                )
+                moves = lns.Moves(mk, valid=clearing._valid, restrict=clearing._restrict)
+                move = lns.repack_move(mk, best, offers, top)
+                cand = lns.repack(moves, best, move, seconds=2.0, gap=1e-4)
                 monkeypatch.setattr(lns, "_solve_region", real)
                 (nb, keep, options) = seen[0]
                 # without HiGHS's restart (REPACK_OPTIONS): proves more of them in their time

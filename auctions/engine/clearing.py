@@ -61,6 +61,15 @@ HANDOVER_SHARE = 0.3
 HANDOVER_GAP = 0.01
 SEARCH_MIN_COLUMNS = 2_000
 HANDOVER_LAGRANGE = 0.1
+# What a clearing keeps back of its time limit. Parts cleared one after the other: 3% of the
+# limit, at most a second, for assembling the result and for a part that overran inside HiGHS.
+# A search: SEARCH_PRICING_SHARE of its sub-market's budget for pricing, then a second (at most
+# 5%) for HiGHS's overruns (`_search_stop`). Until session 22 these were 3% and 2% of the
+# budget, when pricing xlarge-41 took ~1.5% of its 600 s; it takes 0.14 s now (assembling 0.02
+# s), so large-31 ended at 112.4 s of 120 and xlarge-41 at ~570 s of 600, searching neither's
+# last 8 s and 30 s.
+SERIAL_RESERVE = 0.03
+SEARCH_PRICING_SHARE = 0.005
 # A MIP that ran to its limit unproven is followed by the search when at least a second is left
 # for it, or this share of a shorter budget (a fixed second until session 15: medium-21 at 2 s
 # stopped at 0.9 s).
@@ -426,12 +435,12 @@ def clear_component(
 
 
 def _search_stop(t0: float, deadline: float) -> float:
-    """When the search of a sub-market started at `t0` stops: what is left is for pricing and
-    assembly (~1.5% of the budget on xlarge-41) and for a sub-MIP that overruns its limit (HiGHS
-    checks its clock only now and then). The fixed part is at most 5% of the budget, so that short
-    budgets (a 10 s preview) are not mostly margin."""
+    """When the search of a sub-market started at `t0` stops: what is left is for pricing
+    (SEARCH_PRICING_SHARE) and for a sub-MIP that overruns its limit (HiGHS checks its clock only
+    now and then). The fixed part is at most 5% of the budget, so that short budgets (a 10 s
+    preview) are not mostly margin."""
     budget = deadline - t0
-    return deadline - 0.02 * budget - min(1.0, 0.05 * budget)
+    return deadline - SEARCH_PRICING_SHARE * budget - min(1.0, 0.05 * budget)
 
 
 def _search(
@@ -804,7 +813,7 @@ def clear(
             # goes to the largest (a round of 31 small sub-markets stopped one at its share after
             # 2 s of a 10 s limit, with a status of time_limit, and proved it optimal in 2.3 s
             # when given 30 s)
-            end = None if time_limit is None else t0 + time_limit * 0.97
+            end = None if time_limit is None else t0 + time_limit - min(SERIAL_RESERVE * time_limit, 1.0)
             waiting = sum(sizes)
             for i in sorted(range(len(parts)), key=lambda i: (sizes[i], i)):
                 budget = None

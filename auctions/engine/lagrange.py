@@ -60,15 +60,19 @@ def _by_place_then_value(place: IntArray, a: FloatArray) -> IntArray:
     return order
 
 
+def source_values(mk: Market, lam: FloatArray) -> FloatArray:
+    """Each source's welfare per GPU less the prices `lam` of the GPU-slots it takes."""
+    cum = np.zeros((lam.shape[0], lam.shape[1] + 1))
+    np.cumsum(lam, axis=1, out=cum[:, 1:])
+    p = mk.k_place
+    out: FloatArray = mk.k_value - (cum[mk.k_offer, mk.p_end[p]] - cum[mk.k_offer, mk.p_start[p]])
+    return out
+
+
 def _priced(mk: Market, lam: FloatArray) -> tuple[IntArray, IntArray, FloatArray]:
     """Each placement's best fill at prices `lam`: the sources in (placement, priced value) order,
     the GPUs each takes, and each placement's priced value."""
-    n_o, slots = lam.shape
-    cum = np.zeros((n_o, slots + 1))
-    np.cumsum(lam, axis=1, out=cum[:, 1:])
-    s = mk.p_start[mk.k_place]
-    e = mk.p_end[mk.k_place]
-    a = mk.k_value - (cum[mk.k_offer, e] - cum[mk.k_offer, s])
+    a = source_values(mk, lam)
     order = _by_place_then_value(mk.k_place, a)
     a_s = a[order]
     place_s = mk.k_place[order]

@@ -52,7 +52,7 @@ import numpy as np
 
 from .formulation import FloatArray, IntArray, Market, sorted_unique
 from .heuristics import Allocation, from_x, greedy, orders
-from .lagrange import placement_values
+from .lagrange import placement_values, source_values
 from .solve import SolverFailed, solve_mip_natural
 
 log = logging.getLogger(__name__)
@@ -156,6 +156,13 @@ SWEEP_SEED = 1000
 # (the winner and sibling it is about keep all theirs): large-31 from one incumbent, 60 s,
 # 43.74M twice against 43.61M twice with every placement (3: 43.69M; 1: 43.72M; 5: 43.70M).
 SWITCH_TOP = 2
+# Priced switches (session 22): with the Lagrangian's prices, a sweep's switches also include
+# siblings worth less in isolation than the winner's award but more at the prices (the LP's
+# reduced costs), which no region or re-pack can make (`switches`). From the end of a large-31
+# clearing, 3 of 7 such pairs gained 7,200 cents in 6.8 s; whole clearings of 120 s with them
+# 43,835,315 / 43,793,257 / 43,767,227 against 43,847,351 / 43,792,743 / 43,841,333 without
+# (each pair of equal Lagrangian bounds within 12k: no measurable change on large-31).
+PRICED_SWITCHES = True
 
 Valid = Callable[[Market, Allocation], bool]
 Restrict = Callable[[Market, np.ndarray], tuple[Market, IntArray]]
@@ -261,11 +268,12 @@ def _award_values(mk: Market, best: Allocation) -> FloatArray:
     return np.asarray(vals, dtype=np.float64)
 
 
-def switches(mk: Market, best: Allocation) -> list[tuple[int, int, float]]:
+def switches(mk: Market, best: Allocation, lam: FloatArray | None = None) -> list[tuple[int, int, float]]:
     """Switch moves (winner, bid, opportunity), most promising first; deterministic. `bid` is an
     XOR sibling of the winner worth more in isolation than the winner's award, or the winner
     itself when its award is worth less than its best placement in isolation (a relocation);
-    the opportunity is the difference."""
+    the opportunity is the difference. Given capacity prices `lam`, also the siblings worth
+    less in isolation but more at the prices (`PRICED_SWITCHES`), with that difference."""
     nb = mk.b_gpus.size
     has = mk.b_pstart[1:] > mk.b_pstart[:-1]
     iso = np.zeros(nb)
@@ -279,10 +287,33 @@ def switches(mk: Market, best: Allocation) -> list[tuple[int, int, float]]:
     w = np.concatenate([winner[mk.b_group[sib]], won])
     s = np.concatenate([sib, won])
     gain = iso[s] - award[w]
+    if lam is not None and sib.size:
+        ws = winner[mk.b_group[sib]]
+        priced = _priced_best(mk, lam)[sib] - _priced_award(mk, best, lam)[ws]
+        more = (priced > 1e-6) & (iso[sib] - award[ws] <= 1e-6)
+        w, s = np.concatenate([w, ws[more]]), np.concatenate([s, sib[more]])
+        gain = np.concatenate([gain, priced[more]])
     ok = gain > 1e-6
     w, s, gain = w[ok], s[ok], gain[ok]
     order = np.lexsort((s, w, -gain))
     return [(int(w[i]), int(s[i]), float(gain[i])) for i in order]
+
+
+def _priced_best(mk: Market, lam: FloatArray) -> FloatArray:
+    """Each bid's best placement's value at capacity prices `lam` (-inf for a bid with none)."""
+    out = np.full(mk.b_gpus.size, -np.inf)
+    if mk.n_places:
+        np.maximum.at(out, mk.p_bid, placement_values(mk, lam))
+    return out
+
+
+def _priced_award(mk: Market, best: Allocation, lam: FloatArray) -> FloatArray:
+    """Each bid's award's value at capacity prices `lam`: its sources' welfare less the prices of
+    the GPU-slots they take (0 for losers)."""
+    vals = np.bincount(
+        mk.p_bid[mk.k_place], weights=best.x * source_values(mk, lam), minlength=mk.b_gpus.size
+    )
+    return np.asarray(vals, dtype=np.float64)
 
 
 def _switch_freed(mk: Market, best: Allocation, w: int, s: int) -> tuple[IntArray, np.ndarray]:
@@ -814,7 +845,7 @@ def _improve(
         todo = [
             (0, -_opportunity(mk, best, _freed(mk, best, o, a, b)), 0, i) for i, (o, a, b) in enumerate(regs)
         ]
-        pairs = [pr for pr in switches(mk, best) if pr[:2] not in tried]
+        pairs = [pr for pr in switches(mk, best, lam if PRICED_SWITCHES else None) if pr[:2] not in tried]
         todo += [(int(wb == sb), -g, 1, j) for j, (wb, sb, g) in enumerate(pairs)]
         todo.sort()
         # relocations handed out since the incumbent last improved (RELOC_DRY)

@@ -676,3 +676,79 @@ def test_a_sweep_that_gained_stops_its_relocations_after_a_run_without_gain(monk
     # the others none (each tried since the last gain)
     assert len(sweeps) == 1 + 4
     assert relocs[1:] == [every, 0, 0, 0]
+
+
+def _scarce_switch_round():
+    """`w` (model A) wins alone on A's only offer; its XOR sibling `s` (model B, idle) is worth
+    less in isolation, but `u`, a loser on A worth more than `s`, could then take A: the best
+    clearing is `s` and `u` (14,400 + 15,200 cents against `w`'s 16,000)."""
+
+    def offer(oid, model):
+        return {
+            "id": oid, "team": "sell", "cluster": "c1", "gpu_model": model, "gpus": 8,
+            "start_slot": 0, "end_slot": 10, "reserve_cents_per_gpu_hour": 100,
+        }  # fmt: skip
+
+    def bid(bid_id, model, limit, group):
+        return {
+            "id": bid_id, "team": f"t-{bid_id}", "gpu_models": [model], "gpus": 8, "min_gpus": 8,
+            "duration_slots": 10, "earliest_start_slot": 0, "latest_end_slot": 10,
+            "colocate": False, "limit_cents_per_gpu_hour": limit, "xor_group": group,
+        }  # fmt: skip
+
+    return {
+        "format": "gridx.round/v1", "round": "scarce", "start": "2026-12-01T00:00:00Z",
+        "slot_minutes": 60, "slots": 10, "currency": "usd",
+        "offers": [offer("oa", "A"), offer("ob", "B")],
+        "bids": [bid("w", "A", 300, "g"), bid("s", "B", 280, "g"), bid("u", "A", 290, "h")],
+    }  # fmt: skip
+
+
+def _scarce_switch():
+    """The round above, greedy's clearing (`w` alone), the bids' indices and prices that make
+    A's capacity dear (195 cents a GPU-slot: `w` then earns 5 a GPU-slot over them, `s` 180)."""
+    doc = _scarce_switch_round()
+    mk, best = _market(doc)
+    ids = [b.id for b in mk.rnd.bids]
+    w, s, u = (ids.index(i) for i in ("w", "s", "u"))
+    assert best.chosen[w] >= 0 and best.chosen[s] < 0 and best.chosen[u] < 0
+    lam = np.zeros((len(mk.rnd.offers), mk.rnd.slots))
+    lam[mk.o_model == mk.models.index("A")] = 195.0
+    return doc, mk, best, lam, (w, s, u)
+
+
+def test_a_sibling_worth_less_alone_but_more_at_the_prices_is_a_switch():
+    # the LP's reduced costs, not isolated values, say which of an XOR group's bids should win:
+    # a sibling on idle capacity can be worth less alone than the winner on scarce capacity
+    # and still be the better choice (on a large-31 clearing's end, 7 such pairs, 3 of them
+    # gaining 7.2k cents in 6.8 s, where the search's own switches were tried)
+    doc, mk, best, lam, (w, s, u) = _scarce_switch()
+    assert (w, s) not in [pr[:2] for pr in lns.switches(mk, best)]
+    priced = {pr[:2]: pr[2] for pr in lns.switches(mk, best, lam)}
+    # s: 180 cents a GPU-slot at no price; w's award: 200 - 195
+    assert priced[(w, s)] == pytest.approx((180 - 5) * 8 * 10)
+    cand = lns.switch(
+        mk, best, w, s, seconds=5.0, gap=1e-6, valid=clearing._valid, restrict=clearing._restrict
+    )
+    assert sorted(np.flatnonzero(cand.chosen >= 0).tolist()) == sorted([s, u])
+    res = _result_of(doc, mk, cand)
+    assert problems(doc, res) == []
+    assert exact_welfare(doc, res) == 14_400 + 15_200
+
+
+@pytest.mark.parametrize("priced", [True, False])
+def test_the_search_makes_priced_switches_given_prices(monkeypatch, priced):
+    # neither a re-pack nor a region can make that switch (`s`'s group is held by `w`, on
+    # another model): only the priced switch finds the better clearing
+    monkeypatch.setattr(lns, "PRICED_SWITCHES", priced)
+    _, mk, best, lam, (w, s, u) = _scarce_switch()
+    out = lns.improve(
+        mk,
+        best,
+        deadline=time.perf_counter() + 20.0,
+        gap=1e-6,
+        valid=clearing._valid,
+        restrict=clearing._restrict,
+        lam=lam,
+    )
+    assert out.welfare(mk) == (14_400 + 15_200 if priced else 16_000)

@@ -153,9 +153,16 @@ def demo_market_seed(*, now: dt.datetime | None = None) -> dict[str, int]:
     return created
 
 
+# How far past `now` the seeded orders may start at the earliest: the services check each order
+# against their own clock, and a seed that began a moment before a slot boundary and posted its
+# orders after it would have them start in the past (the demo failed so, seeding at 07:49:59 on
+# a 5-minute grid; seeding takes a few seconds).
+SEED_LEAD = dt.timedelta(minutes=1)
+
+
 @transaction.atomic
 def _market_seed(*, now: dt.datetime) -> dict[str, int]:
-    start = grid.slot_ceil(now)
+    start = grid.slot_ceil(now + SEED_LEAD)
     _user(STAFF_EMAIL, staff=True)
     created = {"offers": 0, "bids": 0}
     for team_name, email, clusters in SELLERS:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import signal
@@ -13,9 +14,12 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+import time_machine
+from django.utils import timezone
 
 from billing.models import StaffTotp
 from config.demo import BOTS
+from marketplace import grid
 from marketplace.models import ApiKey, Bid, Cluster, Gpu, Host, Membership, Offer, Team, User
 from marketplace.seed import bot_keys_load, demo_market_seed, staff_totp_code
 
@@ -45,6 +49,17 @@ def test_seeding_twice_creates_nothing_twice(db, settings, tmp_path):
     assert Gpu.objects.values("gpu_model").distinct().count() >= 4
     assert sorted(keys) == sorted(bot.slug for bot in BOTS)
     assert len(staff_totp_code()) == 6
+
+
+def test_a_seed_that_straddles_a_slot_boundary_posts_every_order(db, settings, tmp_path):
+    # the seed reads the clock a second before a slot boundary; the services check its orders
+    # after it: none of them may start in the past
+    settings.VAR_DIR, settings.SLOT_MINUTES = tmp_path, 5
+    boundary = grid.slot_ceil(timezone.now()) + dt.timedelta(hours=1)
+    with time_machine.travel(boundary + dt.timedelta(seconds=1), tick=False):
+        created = demo_market_seed(now=boundary - dt.timedelta(seconds=1))
+    assert created["offers"] >= 7 and created["bids"] >= 12
+    assert Offer.objects.filter(start__lt=boundary + dt.timedelta(seconds=1)).count() == 0
 
 
 def test_a_lost_bot_key_is_revoked_and_replaced_on_the_next_seed(db, settings, tmp_path):

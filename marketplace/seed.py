@@ -198,8 +198,10 @@ def _market_seed(*, now: dt.datetime) -> dict[str, int]:
                             gpu_model=model,
                             gpus=hosts * per_host,
                             start=start,
-                            # As far ahead as the market allows (the demo's horizon is 2 days).
-                            end=start + dt.timedelta(days=settings.MAX_HORIZON_DAYS),
+                            # As far ahead as the market allows (the demo's horizon is 2 days),
+                            # from the clock the seed read: the services' horizon, read later, is
+                            # never earlier.
+                            end=grid.horizon_end(now),
                             reserve_cents_per_gpu_hour=reserve[model.split("-")[0]],
                         ),
                     )

@@ -62,6 +62,21 @@ def test_a_seed_that_straddles_a_slot_boundary_posts_every_order(db, settings, t
     assert Offer.objects.filter(start__lt=boundary + dt.timedelta(seconds=1)).count() == 0
 
 
+@pytest.mark.parametrize(
+    "before", [dt.timedelta(seconds=1), dt.timedelta(seconds=30), dt.timedelta(minutes=3)]
+)
+def test_a_seed_just_before_a_slot_boundary_reaches_the_market_s_horizon_and_no_further(
+    db, settings, tmp_path, before
+):
+    # its orders start a slot later than the clock's next one, yet its offers end at the horizon
+    settings.VAR_DIR, settings.SLOT_MINUTES = tmp_path, 5
+    now = grid.slot_ceil(timezone.now()) + dt.timedelta(hours=1) - before
+    with time_machine.travel(now, tick=False):
+        created = demo_market_seed(now=now)
+    assert created["offers"] >= 7
+    assert set(Offer.objects.values_list("end", flat=True)) == {grid.horizon_end(now)}
+
+
 def test_a_lost_bot_key_is_revoked_and_replaced_on_the_next_seed(db, settings, tmp_path):
     settings.VAR_DIR = tmp_path
     demo_market_seed()

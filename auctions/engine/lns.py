@@ -262,9 +262,11 @@ def _free(mk: Market, best: Allocation, touch: np.ndarray, extra: IntArray | Non
     return out
 
 
-def _award_values(mk: Market, best: Allocation) -> FloatArray:
-    """Welfare of each bid's award (0 for losers)."""
-    vals = np.bincount(mk.p_bid[mk.k_place], weights=best.x * mk.k_value, minlength=mk.b_gpus.size)
+def _award_values(mk: Market, best: Allocation, per_gpu: FloatArray | None = None) -> FloatArray:
+    """Welfare of each bid's award (0 for losers); given `per_gpu`, a value per GPU of each source
+    (`lagrange.source_values`: welfare less capacity prices), the award's value at those."""
+    per = mk.k_value if per_gpu is None else per_gpu
+    vals = np.bincount(mk.p_bid[mk.k_place], weights=best.x * per, minlength=mk.b_gpus.size)
     return np.asarray(vals, dtype=np.float64)
 
 
@@ -284,13 +286,13 @@ def switches(mk: Market, best: Allocation, lam: FloatArray | None = None) -> lis
     won = np.flatnonzero(best.chosen >= 0)
     winner[mk.b_group[won]] = won
     sib = np.flatnonzero(has & (best.chosen < 0) & (winner[mk.b_group] >= 0))
-    w = np.concatenate([winner[mk.b_group[sib]], won])
+    ws = winner[mk.b_group[sib]]  # each sibling's winner
+    w = np.concatenate([ws, won])
     s = np.concatenate([sib, won])
     gain = iso[s] - award[w]
     if lam is not None and sib.size:
-        ws = winner[mk.b_group[sib]]
-        priced = _priced_best(mk, lam)[sib] - _priced_award(mk, best, lam)[ws]
-        more = (priced > 1e-6) & (iso[sib] - award[ws] <= 1e-6)
+        priced = _priced_best(mk, lam)[sib] - _award_values(mk, best, source_values(mk, lam))[ws]
+        more = (priced > 1e-6) & (gain[: sib.size] <= 1e-6)
         w, s = np.concatenate([w, ws[more]]), np.concatenate([s, sib[more]])
         gain = np.concatenate([gain, priced[more]])
     ok = gain > 1e-6
@@ -305,15 +307,6 @@ def _priced_best(mk: Market, lam: FloatArray) -> FloatArray:
     if mk.n_places:
         np.maximum.at(out, mk.p_bid, placement_values(mk, lam))
     return out
-
-
-def _priced_award(mk: Market, best: Allocation, lam: FloatArray) -> FloatArray:
-    """Each bid's award's value at capacity prices `lam`: its sources' welfare less the prices of
-    the GPU-slots they take (0 for losers)."""
-    vals = np.bincount(
-        mk.p_bid[mk.k_place], weights=best.x * source_values(mk, lam), minlength=mk.b_gpus.size
-    )
-    return np.asarray(vals, dtype=np.float64)
 
 
 def _switch_freed(mk: Market, best: Allocation, w: int, s: int) -> tuple[IntArray, np.ndarray]:

@@ -347,26 +347,46 @@ def natural_model(mk: Market, cap: IntArray | None = None) -> tuple[NaturalModel
     return model, total
 
 
-def add_source_bounds(h: Any, mk: Market) -> int:
+def source_room(mk: Market, cap: IntArray) -> IntArray:
+    """The GPUs each source could draw from `cap[offer, slot]` over its whole window (its
+    minimum there): one gather of every (source, slot) pair, as many as the natural form's
+    capacity entries, and a segmented minimum."""
+    nk = mk.n_sources
+    if nk == 0:
+        return np.zeros(0, dtype=np.int64)
+    s0 = mk.p_start[mk.k_place]
+    dur = mk.p_end[mk.k_place] - s0
+    first = np.zeros(nk, dtype=np.int64)
+    np.cumsum(dur[:-1], out=first[1:])
+    flat = np.arange(int(first[-1] + dur[-1])) + np.repeat(mk.k_offer * mk.rnd.slots + s0 - first, dur)
+    room: IntArray = np.minimum.reduceat(np.asarray(cap).ravel()[flat], first)
+    return room
+
+
+def add_source_bounds(h: Any, mk: Market, cap: IntArray | None = None) -> int:
     """Add `x[k] - ub[k] z[p] <= 0` to the model loaded in `h` (the natural or the flow form: both
     start with the columns z, then x) for every source whose `ub[k]` (the GPUs it can give) is
-    below its bid's `gpus`; elsewhere the link row `sum x <= gpus z` implies it. Returns the number
-    of rows added, after the model's own.
+    below its bid's `gpus`; elsewhere the link row `sum x <= gpus z` implies it. With `cap` (the
+    capacity left to a sub-MIP, offers x slots) `ub[k]` is also at most what its offer has left
+    over its window (`source_room`). Returns the number of rows added, after the model's own.
 
     Every valid clearing satisfies these rows, so the LP keeps its bound, but without them a
     fractional `z[p]` may draw a small offer's whole capacity for a fraction of the placement.
     With them each bid's choices (capacity aside) have an integral LP description, so the LP's
     capacity duals are convex-hull prices: exactly the multipliers at which the Lagrangian of
     `lagrange.py` (capacity priced, each bid's choice exact) attains the LP bound, as they are on
-    large sub-markets (*Pricing* in docs/engine.md; `tests/engine/test_whole.py`)."""
-    ks = np.flatnonzero(mk.k_ub < mk.b_gpus[mk.p_bid[mk.k_place]])
+    large sub-markets (*Pricing* in docs/engine.md; `tests/engine/test_whole.py`). In the
+    search's sub-MIPs, where most offers are partly taken by the fixed awards, the rows with
+    `cap` close HiGHS's proofs sooner (docs/engine.md, *Source bounds in the sub-MIPs*)."""
+    ub = mk.k_ub if cap is None else np.minimum(mk.k_ub, np.maximum(source_room(mk, cap), 0))
+    ks = np.flatnonzero(ub < mk.b_gpus[mk.p_bid[mk.k_place]])
     n = int(ks.size)
     if n:
         index = np.empty(2 * n, dtype=np.int32)
         index[0::2] = mk.k_place[ks]
         index[1::2] = mk.n_places + ks
         value = np.ones(2 * n)
-        value[0::2] = -mk.k_ub[ks]
+        value[0::2] = -ub[ks]
         start = np.arange(0, 2 * n, 2, dtype=np.int32)
         h.addRows(n, np.full(n, -np.inf), np.zeros(n), 2 * n, start, index, value)
     return n
@@ -574,10 +594,12 @@ def solve_mip_natural(
     warm: IntArray | None,
     options: dict[str, Any] | None = None,
     cap: IntArray | None = None,
+    source_bounds: bool = False,
 ) -> MIPResult:
     """The MIP on the natural formulation through highspy directly (no cvxpy), optionally started
-    from `warm` (source values). On medium rounds HiGHS searches this form better than the flow
-    form (medium-21: 99.97% vs 99.2% of the optimum in 30 s)."""
+    from `warm` (source values), with `add_source_bounds` if `source_bounds`. On medium rounds
+    HiGHS searches this form better than the flow form (medium-21: 99.97% vs 99.2% of the
+    optimum in 30 s)."""
     import time
 
     import highspy
@@ -585,6 +607,8 @@ def solve_mip_natural(
     t0 = time.perf_counter()
     model, _ = natural_model(mk, cap)
     h = load_natural_mip(bare_highs(), model, time_limit=time_limit, gap=gap, options=options)
+    if source_bounds:
+        add_source_bounds(h, mk, cap)
     if warm is not None:
         z = np.zeros(mk.n_places)
         z[mk.k_place[np.flatnonzero(warm)]] = 1.0

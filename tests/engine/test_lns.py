@@ -8,11 +8,11 @@ import time
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 import auctions.engine.clearing as clearing
-from auctions.engine import clear, lns
+from auctions.engine import clear, lns, solve
 from auctions.engine.formulation import build_market
 from auctions.engine.heuristics import best_greedy
 from auctions.engine.rounds import parse_round
@@ -252,7 +252,7 @@ def test_a_short_search_keeps_moving_until_its_margin(monkeypatch):
     clock = [0.0]
     limits = []
 
-    def sub_mip(sub, *, time_limit, gap, warm, options=None, cap=None):
+    def sub_mip(sub, *, time_limit, gap, warm, options=None, cap=None, source_bounds=False):
         limits.append(time_limit)
         clock[0] += 0.2
         return MIPResult(False, warm, None, 0.2, 0.0)  # no gain: the incumbent back
@@ -752,3 +752,33 @@ def test_the_search_makes_priced_switches_given_prices(monkeypatch, priced):
         lam=lam,
     )
     assert out.welfare(mk) == (14_400 + 15_200 if priced else 16_000)
+
+
+def test_source_room_is_the_least_capacity_left_over_each_sources_window():
+    mk, _ = _market(generated_round(3))
+    cap = np.random.default_rng(0).integers(0, 65, size=(mk.o_gpus.size, mk.rnd.slots))
+    room = solve.source_room(mk, cap)
+    starts, ends = mk.p_start[mk.k_place], mk.p_end[mk.k_place]
+    assert room.tolist() == [int(cap[o, a:b].min()) for o, a, b in zip(mk.k_offer, starts, ends, strict=True)]
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(rounds(), st.randoms(use_true_random=False))
+def test_source_bounds_on_the_capacity_left_cut_off_no_clearing(doc, rnd):
+    # a sub-MIP's capacity is what the fixed awards leave (any amount per offer and slot): the
+    # rows `x <= min(ub, room) z` tighten its relaxation but every clearing of it still fits
+    rd, _ = parse_round(doc)
+    assert rd is not None
+    mk = build_market(rd)
+    assume(mk.n_places > 0)
+    cap = np.array([[rnd.randint(0, g) for _ in range(rd.slots)] for g in mk.o_gpus.tolist()])
+    found = [
+        solve.solve_mip_natural(mk, time_limit=None, gap=0.0, warm=None, cap=cap, source_bounds=sb)
+        for sb in (False, True)
+    ]
+    assert all(f.optimal for f in found)
+    plain, bounded = (float(f.x @ mk.k_value) for f in found)
+    assert bounded == pytest.approx(plain, abs=1e-6)
+    # and what it found fits the capacity left
+    used = lns._usage(mk, found[1].x, np.arange(mk.b_gpus.size))
+    assert (used <= cap).all()

@@ -21,6 +21,7 @@ from auctions.engine.solve import MIPResult
 from .checker import exact_welfare, problems
 from .conftest import load_round
 from .generated import generated_round, wide_round
+from .resampled import resampled
 from .test_property import rounds
 
 
@@ -782,3 +783,21 @@ def test_source_bounds_on_the_capacity_left_cut_off_no_clearing(doc, rnd):
     # and what it found fits the capacity left
     used = lns._usage(mk, found[1].x, np.arange(mk.b_gpus.size))
     assert (used <= cap).all()
+
+
+def test_resampled_rounds_are_valid_rounds_of_the_same_shape():
+    # the rounds that check engine changes on inputs it was not tuned on (docs/engine-experiments.md)
+    doc = load_round("medium-21")
+    out = resampled(doc, 2)
+    rnd, found = parse_round(out)
+    assert rnd is not None and found == []
+    assert [b["id"] for b in out["bids"]] == [b["id"] for b in doc["bids"]]
+    for old, new in zip(doc["bids"], out["bids"], strict=True):
+        width = old["latest_end_slot"] - old["earliest_start_slot"]
+        assert new["latest_end_slot"] - new["earliest_start_slot"] == width
+        assert abs(new["earliest_start_slot"] - old["earliest_start_slot"]) <= 12
+        assert (
+            abs(new["limit_cents_per_gpu_hour"] - old["limit_cents_per_gpu_hour"])
+            <= 0.1 * old["limit_cents_per_gpu_hour"] + 0.5
+        )
+    assert out != resampled(doc, 3) and out == resampled(doc, 2)

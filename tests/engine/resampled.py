@@ -10,6 +10,7 @@ change that looked best on large-31 and xlarge-41 lost 85k cents on seed 2 of la
 
 from __future__ import annotations
 
+import copy
 import json
 import random
 import sys
@@ -18,7 +19,7 @@ from typing import Any
 
 def resampled(doc: dict[str, Any], seed: int) -> dict[str, Any]:
     rng = random.Random(seed)
-    out = json.loads(json.dumps(doc))
+    out = copy.deepcopy(doc)
     slots = int(out["slots"])
     clusters = sorted({o["cluster"] for o in out["offers"]})
     for b in out["bids"]:

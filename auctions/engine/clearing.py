@@ -28,6 +28,7 @@ from .formulation import (
     flow_lp,
     sorted_unique,
 )
+from .guide import LPGuide
 from .heuristics import (
     Allocation,
     best_greedy,
@@ -119,6 +120,14 @@ PARALLEL_MIN_COLUMNS = 20_000
 # start from staler incumbents), when it has at least SEARCH_HELPERS_MIN_S to go.
 SEARCH_HELPERS_MAX = 4
 SEARCH_HELPERS_MIN_S = 5.0
+# A large sub-market's LP is solved beside its start and search, as the search's guide
+# (`guide.LPGuide`), when it has helpers and its flow form (about 3 non-zeros per placement, 4 per
+# source, 2 per checkpoint) should be solved within GUIDE_SHARE of its time at
+# GUIDE_NNZ_PER_SECOND: HiGHS's interior point method took 24.5 s for large-31's 572k (23k a
+# second, alone on the 2-core machine) and 984 s for xlarge-41's 7M; the LP then arrives while
+# the re-pack passes still run. docs/engine.md, *The LP as a guide*.
+GUIDE_NNZ_PER_SECOND = 20_000
+GUIDE_SHARE = 0.25
 
 REASON_XOR = "xor_sibling_won"
 REASON_OUTBID = "outbid"
@@ -294,6 +303,17 @@ def clear_component(
         # rule below apply all the same: its flow-form MIP would go through cvxpy, whose import
         # alone took 1.7 s of a 1 s clearing)
         wide = solver.upper() == "HIGHS" and _wide_windows(mk)
+        # a wide sub-market too dense for its MIP in the time it has goes to the search
+        large = flow_cols > FULL_MIP_COLUMNS or (
+            wide and time_limit is not None and _natural_nnz(mk) > WIDE_NNZ_PER_SECOND * time_limit
+        )
+        # a large one's LP, when affordable, starts now in a process of its own (`guide`), beside
+        # the order search and the Lagrangian, which leave a core idle
+        lp_guide = (
+            _start_guide(mk, t0, deadline, helpers)
+            if large and solver.upper() == "HIGHS" and not out_of_time
+            else None
+        )
         if wide and not out_of_time:
             # a better floor than greedy (the MIP often finds nothing better than greedy there at
             # a few seconds): hill climbing over greedy orders
@@ -303,10 +323,6 @@ def clear_component(
             if cand.welfare(mk) > alloc.welfare(mk) + 1e-6:
                 alloc = cand
             mip_s += time.perf_counter() - t_ord
-        # a wide sub-market too dense for its MIP in the time it has goes to the search
-        large = flow_cols > FULL_MIP_COLUMNS or (
-            wide and time_limit is not None and _natural_nnz(mk) > WIDE_NNZ_PER_SECOND * time_limit
-        )
         if out_of_time:
             large = False
             bound = _trivial_bound(mk)
@@ -407,10 +423,19 @@ def clear_component(
             if solver.upper() == "HIGHS" and deadline is not None:
                 t_lns = time.perf_counter()
                 stop = _search_stop(t0, deadline)
-                alloc = _search(mk, alloc, lag, stop=stop, gap=gap, bound=bound, helpers=helpers)
+                alloc = _search(
+                    mk, alloc, lag, stop=stop, gap=gap, bound=bound, helpers=helpers, guide=lp_guide
+                )
                 mip_s += time.perf_counter() - t_lns
             else:
                 alloc, mip_s, compile_s = _restricted_mip(mk, alloc, lag.score, solver, left(0.95), gap)
+            if lp_guide is not None:
+                sol = lp_guide.poll()
+                if sol is not None:
+                    # the LP's optimum bounds every clearing too (below the Lagrangian's when
+                    # it has converged: large-31 44,877,859 against 44,944,573)
+                    bound = min(bound, sol.objective)
+                lp_guide.close()
             status = "time_limit"
         alloc = _cleanup(mk, alloc)
         welfare = alloc.welfare(mk)
@@ -434,6 +459,22 @@ def clear_component(
     return piece
 
 
+def _start_guide(mk: Market, t0: float, deadline: float | None, helpers: int) -> LPGuide | None:
+    """The LP guide of a large sub-market (`guide.LPGuide`, until the search's stop), when this
+    sub-market has the machine to itself (it may start helper processes: not in a pool of
+    parts) and its LP should end within GUIDE_SHARE of the budget at GUIDE_NNZ_PER_SECOND."""
+    if deadline is None or helpers < 1:
+        return None
+    nnz = 3 * mk.n_places + 4 * mk.n_sources + 2 * int(mk.r_offer.size)  # the flow form's, about
+    if nnz > GUIDE_NNZ_PER_SECOND * GUIDE_SHARE * (deadline - t0):
+        return None
+    try:
+        return LPGuide(mk, _search_stop(t0, deadline) - time.perf_counter())
+    except (OSError, RuntimeError, ValueError) as exc:  # no process to be had: no guide
+        log.warning("LP guide not started: %s", exc)
+        return None
+
+
 def _search_stop(t0: float, deadline: float) -> float:
     """When the search of a sub-market started at `t0` stops: what is left is for pricing
     (SEARCH_PRICING_SHARE) and for a sub-MIP that overruns its limit (HiGHS checks its clock only
@@ -452,12 +493,18 @@ def _search(
     gap: float,
     bound: float,
     helpers: int = 0,
+    guide: LPGuide | None = None,
 ) -> Allocation:
     """The large-round search (`lns.improve`) from `alloc` until `stop`, its re-packs at the
-    Lagrangian's prices, its moves in `helpers` processes when it has at least
-    SEARCH_HELPERS_MIN_S (starting them costs ~1 s)."""
+    Lagrangian's prices (and the LP's placements once `guide` has them), its moves in `helpers`
+    processes when it has at least SEARCH_HELPERS_MIN_S (starting them costs ~1 s)."""
     if stop - time.perf_counter() < SEARCH_HELPERS_MIN_S:
         helpers = 0
+
+    def lp_z() -> FloatArray | None:
+        sol = None if guide is None else guide.poll()
+        return None if sol is None else sol.z
+
     return lns.improve(
         mk,
         alloc,
@@ -468,6 +515,7 @@ def _search(
         bound=bound,
         lam=lag.lam,
         helpers=helpers,
+        guide=None if guide is None else lp_z,
     )
 
 

@@ -51,6 +51,7 @@ from concurrent.futures.process import BrokenProcessPool
 import numpy as np
 
 from .formulation import FloatArray, IntArray, Market, sorted_unique
+from .guide import guided_tops
 from .heuristics import Allocation, from_x, greedy, orders
 from .lagrange import placement_values, source_values
 from .solve import SolverFailed, solve_mip_natural
@@ -744,6 +745,7 @@ def improve(
     bound: float = math.inf,
     lam: FloatArray | None = None,
     helpers: int = 0,
+    guide: Callable[[], FloatArray | None] | None = None,
 ) -> Allocation:
     """Re-source, then (given the Lagrangian's prices `lam`) passes of re-packs while they gain,
     then sweeps of moves until the deadline: regions (windows shifted, and top placements ranked
@@ -757,7 +759,7 @@ def improve(
         return inc
     moves = Moves(mk, valid=valid, restrict=restrict, helpers=helpers, deadline=deadline)
     try:
-        return _improve(mk, inc, moves, deadline=deadline, gap=gap, bound=bound, lam=lam)
+        return _improve(mk, inc, moves, deadline=deadline, gap=gap, bound=bound, lam=lam, guide=guide)
     finally:
         moves.close()
 
@@ -771,6 +773,7 @@ def _improve(
     gap: float,
     bound: float,
     lam: FloatArray | None,
+    guide: Callable[[], FloatArray | None] | None = None,
 ) -> Allocation:
     """`improve`'s search, its moves solved by `moves`."""
     valid, restrict = moves.valid, moves.restrict
@@ -785,17 +788,26 @@ def _improve(
 
     margin = min(1.0, MARGIN_SHARE * max(left(), 0.0))
     best = resource(mk, inc, seconds=min(RESOURCE_SECONDS, left() * 0.2), valid=valid, restrict=restrict)
-    passes = 0
+    passes = guided = 0
+
+    def lp_z() -> FloatArray | None:
+        return None if guide is None else guide()
 
     def repack_pass() -> Allocation:
         """One re-pack of every unit at the next pass's prices."""
-        nonlocal passes
+        nonlocal passes, guided
         assert lam is not None
         out = best
         units = repack_units(mk, out)
         if not units:
             return out  # (no model small enough: xlarge-41's 1.5M sources would be priced for nothing)
         top = top_placements(mk, placement_values(mk, repack_prices(lam, passes)))
+        z = lp_z()
+        if z is not None:
+            # the LP's placements where it places the bid (`guide`): its largest z first, then
+            # drawn by z; the prices' elsewhere
+            top = guided_tops(mk, z, guided, top)
+            guided += 1
         passes += 1
         for offers in units:
             out = moves.ready(out)
@@ -816,18 +828,25 @@ def _improve(
         # meanwhile, and their results are folded in as they come)
         return out
 
-    if lam is not None:
+    def passes_while_they_gain() -> None:
+        nonlocal best
         while left() > margin and not proven():
             before = best.welfare(mk)
             best = repack_pass()
             if best.welfare(mk) - before < REPACK_MIN_GAIN * before:
                 break
+
+    if lam is not None:
+        passes_while_they_gain()
     # switch pairs already tried (without a gain) since the last sweep that improved
     tried: set[tuple[int, int]] = set()
     w = window = min(WINDOW_SLOTS, mk.rnd.slots)
     shifts = [0, w // 2, w // 4, 3 * w // 4]
     sweep = stalled = 0
     while left() > margin and stalled < len(shifts) and not proven():
+        if lam is not None and guided == 0 and lp_z() is not None:
+            # the LP arrived after the passes ended: passes guided by it, while they gain
+            passes_while_they_gain()
         start_w = best.welfare(mk)
         regs = regions(mk, window, shifts[sweep % len(shifts)])
         # regions of models small enough for re-packs free each bid with few placements

@@ -11,8 +11,10 @@ checker.
 - **Re-pack** (given the Lagrangian's capacity prices): one GPU model over the whole horizon, for
   models that free at most REPACK_BIDS bids. Every bid drawing from it, and every loser of a free
   XOR group that could, is freed with two placements only: its award's and its best at the prices
-  (seeded jitter per offer on later passes). With every placement free HiGHS found nothing on
-  such a model in 60 s; with two it proves the sub-MIP in seconds, and the moves it finds shift
+  (seeded jitter per offer on later passes), or, once the LP relaxation has been solved beside
+  the search (`guide`), the LP's placement where the LP places the bid. With every placement
+  free HiGHS found nothing on such a model in 60 s; with two it proves the sub-MIP in seconds,
+  and the moves it finds shift
   many awards in time and across clusters at once, which a region's window cannot: on large-31
   the re-source and the first pass take the engine's start from 92.0% to 95.6% of the LP bound
   in ~22 s.

@@ -801,10 +801,13 @@ def _improve(
         assert lam is not None
         out = best
         units = repack_units(mk, out)
-        if not units:
-            return out  # (no model small enough: xlarge-41's 1.5M sources would be priced for nothing)
-        top = top_placements(mk, placement_values(mk, repack_prices(lam, passes)))
         z = lp_z()
+        if not units:
+            # (no model small enough: xlarge-41's 1.5M sources would be priced for nothing; an
+            # LP that has arrived counts as used, so the sweeps do not call for its passes again)
+            guided += z is not None
+            return out
+        top = top_placements(mk, placement_values(mk, repack_prices(lam, passes)))
         if z is not None:
             # the LP's placements where it places the bid (`guide`): its largest z first, then
             # drawn by z; the prices' elsewhere

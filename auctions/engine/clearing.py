@@ -314,6 +314,14 @@ def clear_component(
             if large and solver.upper() == "HIGHS" and not out_of_time
             else None
         )
+        # a large wide one without the guide: its Lagrangian in a process of its own, beside the
+        # order search, which leaves a core idle (xlarge-41: 48 s, then 60 s, one after the other)
+        idle_core = large and wide and lp_guide is None and helpers >= 1 and deadline is not None
+        beside = (
+            _Beside(lagrangian_bound, mk, target=alloc.welfare(mk), seconds=left(0.3) or 120.0)
+            if idle_core and not out_of_time
+            else None
+        )
         if wide and not out_of_time:
             # a better floor than greedy (the MIP often finds nothing better than greedy there at
             # a few seconds): hill climbing over greedy orders
@@ -416,6 +424,7 @@ def clear_component(
                 alloc,
                 seconds=(left(0.3) or 120.0),
                 until=None if deadline is None else _search_stop(t0, deadline),
+                lag=None if beside is None else beside.result(),
             )
             lp_s = lag.seconds
             bound = min(bound, lag.bound)
@@ -475,6 +484,31 @@ def _start_guide(mk: Market, t0: float, deadline: float | None, helpers: int) ->
         return None
 
 
+class _Beside:
+    """`fn(*args, **kwargs)` in a spawned process of its own; `result` waits for its answer
+    (None when the process could not start or failed: the caller computes it itself)."""
+
+    def __init__(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+        self._pool: ProcessPoolExecutor | None = None
+        self._fut: Future[Any] | None = None
+        try:
+            self._pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+            self._fut = self._pool.submit(fn, *args, **kwargs)
+        except (OSError, RuntimeError, ValueError) as exc:
+            log.warning("no process for %s: %s", getattr(fn, "__name__", fn), exc)
+
+    def result(self) -> Any:
+        try:
+            return None if self._fut is None else self._fut.result()
+        except Exception as exc:  # noqa: BLE001 (any failure: computed here instead)
+            log.warning("process beside failed: %s", exc)
+            return None
+        finally:
+            if self._pool is not None:
+                self._pool.shutdown(wait=True, cancel_futures=True)  # (its process is idle by now)
+                self._pool = None
+
+
 def _search_stop(t0: float, deadline: float) -> float:
     """When the search of a sub-market started at `t0` stops: what is left is for pricing
     (SEARCH_PRICING_SHARE) and for a sub-MIP that overruns its limit (HiGHS checks its clock only
@@ -501,10 +535,6 @@ def _search(
     if stop - time.perf_counter() < SEARCH_HELPERS_MIN_S:
         helpers = 0
 
-    def lp_z() -> FloatArray | None:
-        sol = None if guide is None else guide.poll()
-        return None if sol is None else sol.z
-
     return lns.improve(
         mk,
         alloc,
@@ -515,17 +545,23 @@ def _search(
         bound=bound,
         lam=lag.lam,
         helpers=helpers,
-        guide=None if guide is None else lp_z,
+        guide=guide,
     )
 
 
 def large_start(
-    mk: Market, alloc: Allocation, *, seconds: float, until: float | None = None
+    mk: Market,
+    alloc: Allocation,
+    *,
+    seconds: float,
+    until: float | None = None,
+    lag: LagrangeResult | None = None,
 ) -> tuple[Allocation, LagrangeResult]:
-    """The Lagrangian bound (at most `seconds`) and the search's first incumbent: the best of
-    `alloc` and the greedy passes its prices guide, each only if a pass as long as the last
-    still ends by `until` (the first always runs)."""
-    lag = lagrangian_bound(mk, target=alloc.welfare(mk), seconds=seconds)
+    """The Lagrangian bound (at most `seconds`; `lag` when it was already computed) and the
+    search's first incumbent: the best of `alloc` and the greedy passes its prices guide, each
+    only if a pass as long as the last still ends by `until` (the first always runs)."""
+    if lag is None:
+        lag = lagrangian_bound(mk, target=alloc.welfare(mk), seconds=seconds)
     passes: list[Callable[[], Allocation]] = [partial(best_greedy, mk, lag.score, until)]
     passes += [partial(priced_greedy, mk, lag.lam, lag.score, scale) for scale in PRICE_SCALES]
     for cand in while_they_fit(passes, until):

@@ -99,6 +99,16 @@ class LPGuide:
                 log.debug("LP guide: %.0f", self._out.objective)
         return self._out
 
+    def pending(self) -> bool:
+        """Whether the LP is still being solved (its answer, or None, has not arrived)."""
+        self.poll()
+        return not self._done
+
+    def z(self) -> FloatArray | None:
+        """The LP's `z` once it has arrived (None before, or when it failed)."""
+        sol = self.poll()
+        return None if sol is None else sol.z
+
     def close(self) -> None:
         self._done = True
         if self._proc is not None:

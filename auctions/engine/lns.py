@@ -53,7 +53,7 @@ from concurrent.futures.process import BrokenProcessPool
 import numpy as np
 
 from .formulation import FloatArray, IntArray, Market, sorted_unique
-from .guide import guided_tops
+from .guide import LPGuide, guided_tops
 from .heuristics import Allocation, from_x, greedy, orders
 from .lagrange import placement_values, source_values
 from .solve import SolverFailed, solve_mip_natural
@@ -174,6 +174,10 @@ PRICED_SWITCHES = True
 # without; 120 s clearings 43,819,000-43,859,931 against 43,774,371-43,810,247 (docs/engine.md,
 # *Source bounds in the sub-MIPs*).
 SUB_SOURCE_BOUNDS = True
+# Moves out at once while the LP guide is still being solved: it shares the two cores with them,
+# and the passes it guides gain more than the prices'. Large-31's LP arrived at 24.3-26.2 s in
+# six clearings with one, at 25.0-43.0 s with two (docs/engine.md, *The LP as a guide*).
+GUIDE_PENDING_HELPERS = 1
 
 Valid = Callable[[Market, Allocation], bool]
 Restrict = Callable[[Market, np.ndarray], tuple[Market, IntArray]]
@@ -636,7 +640,10 @@ class Moves:
         self.mk, self.valid, self.restrict = mk, valid, restrict
         # a merge MIP (`absorb`) ends by then, however long the move it merges had
         self.deadline = deadline
-        self.slots = helpers
+        self.helpers = self.slots = helpers
+        # while this says the LP guide is still being solved, at most GUIDE_PENDING_HELPERS moves
+        # are out at once (see `_improve`)
+        self.pending: Callable[[], bool] | None = None
         self.pool: ProcessPoolExecutor | None = None
         # (future, incumbent it started from, its time limit and gap, the bids it frees)
         self.jobs: list[tuple[Future[IntArray | None], Allocation, float, float, IntArray]] = []
@@ -661,6 +668,7 @@ class Moves:
         """The move freeing `nb` (`_solve_region`, with HiGHS `options`), built on `best` after
         `ready`: solved now, or handed to the free helper; returns the incumbent with every
         result back by then folded in."""
+        self._cap()
         args = (seconds, gap, self.valid, self.restrict, touch, keep, options)
         if self.pool is None or len(self.jobs) >= self.slots:
             return _solve_region(self.mk, best, nb, *args)
@@ -678,9 +686,14 @@ class Moves:
     def ready(self, best: Allocation) -> Allocation:
         """`best` with results folded in until a helper is free (at once without helpers): the
         next move is built on what this returns."""
+        self._cap()
         while self.pool is not None and len(self.jobs) >= self.slots:
             best = self._collect(best, block=True)
         return best
+
+    def _cap(self) -> None:
+        if self.pending is not None and self.helpers > GUIDE_PENDING_HELPERS:
+            self.slots = GUIDE_PENDING_HELPERS if self.pending() else self.helpers
 
     def overlaps(self, nb: IntArray) -> bool:
         """Whether a move still out frees any of the bids `nb`."""
@@ -747,7 +760,7 @@ def improve(
     bound: float = math.inf,
     lam: FloatArray | None = None,
     helpers: int = 0,
-    guide: Callable[[], FloatArray | None] | None = None,
+    guide: LPGuide | None = None,
 ) -> Allocation:
     """Re-source, then (given the Lagrangian's prices `lam`) passes of re-packs while they gain,
     then sweeps of moves until the deadline: regions (windows shifted, and top placements ranked
@@ -756,7 +769,9 @@ def improve(
     nothing); a re-pack pass and a re-source after every sweep that improved. Stops early once
     the incumbent is within `gap` of `bound` (a valid bound: nothing better exists). Returns
     the best found (never worse than `inc`). With `helpers`, the moves of a re-pack pass and of
-    a sweep are solved in that many processes at once (`Moves`)."""
+    a sweep are solved in that many processes at once (`Moves`), at most GUIDE_PENDING_HELPERS
+    while `guide`'s LP is still being solved; once it has arrived, re-pack passes take their
+    placements from it (`guide.guided_tops`)."""
     if inc.welfare(mk) >= (1.0 - gap) * bound - 1e-6:
         return inc
     moves = Moves(mk, valid=valid, restrict=restrict, helpers=helpers, deadline=deadline)
@@ -775,7 +790,7 @@ def _improve(
     gap: float,
     bound: float,
     lam: FloatArray | None,
-    guide: Callable[[], FloatArray | None] | None = None,
+    guide: LPGuide | None = None,
 ) -> Allocation:
     """`improve`'s search, its moves solved by `moves`."""
     valid, restrict = moves.valid, moves.restrict
@@ -787,13 +802,15 @@ def _improve(
         return best.welfare(mk) >= (1.0 - gap) * bound - 1e-6
 
     best = inc
+    if guide is not None:
+        moves.pending = guide.pending
 
     margin = min(1.0, MARGIN_SHARE * max(left(), 0.0))
     best = resource(mk, inc, seconds=min(RESOURCE_SECONDS, left() * 0.2), valid=valid, restrict=restrict)
     passes = guided = 0
 
     def lp_z() -> FloatArray | None:
-        return None if guide is None else guide()
+        return None if guide is None else guide.z()
 
     def repack_pass() -> Allocation:
         """One re-pack of every unit at the next pass's prices."""

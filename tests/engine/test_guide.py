@@ -126,3 +126,43 @@ def test_a_clearing_guided_by_the_lp_is_valid_and_reports_the_lp_bound(monkeypat
     # the LP arrived within the time (~1-2 s here) and its optimum is the tighter bound
     assert res["bound_cents"] <= strong + 1
     assert exact_welfare(doc, res) <= res["bound_cents"]
+
+
+def test_while_the_lp_is_being_solved_at_most_one_move_is_out(monkeypatch):
+    # the LP shares the machine with the search's helpers: until it arrives, one move at a time
+    # (GUIDE_PENDING_HELPERS); once it has, as many as there are helpers
+    from auctions.engine import lns
+    from auctions.engine.lagrange import lagrangian_bound
+
+    from .test_lns import _improve, _market
+
+    class Pending:
+        """A guide whose LP arrives `after` seconds from now (and brings no placements)."""
+
+        def __init__(self, after):
+            self.at = time.perf_counter() + after
+
+        def pending(self):
+            return time.perf_counter() < self.at
+
+        def z(self):
+            return None
+
+    seen = []
+
+    class Spy(lns.Moves):
+        def solve(self, best, *a, **k):
+            out = super().solve(best, *a, **k)
+            seen.append((self.pending is not None and self.pending(), len(self.jobs)))
+            return out
+
+    monkeypatch.setattr(lns, "Moves", Spy)
+    monkeypatch.setattr(clearing, "FULL_MIP_COLUMNS", 0)
+    mk, start = _market(generated_round(9, n_bids=400, n_offers=60, slots=96))
+    lag = lagrangian_bound(mk, target=start.welfare(mk), seconds=5.0)
+    best = _improve(mk, start, 12.0, helpers=2, lam=lag.lam, guide=Pending(5.0))
+    assert best.welfare(mk) >= start.welfare(mk)
+    before = [n for p, n in seen if p]
+    after = [n for p, n in seen if not p]
+    assert before and max(before) <= lns.GUIDE_PENDING_HELPERS
+    assert after and max(after) == 2

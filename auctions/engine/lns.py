@@ -635,22 +635,15 @@ class Moves:
     results are folded into the incumbent as they come back (`absorb`)."""
 
     def __init__(
-        self,
-        mk: Market,
-        *,
-        valid: Valid,
-        restrict: Restrict,
-        helpers: int = 0,
-        deadline: float = math.inf,
-        pending: Callable[[], bool] | None = None,
+        self, mk: Market, *, valid: Valid, restrict: Restrict, helpers: int = 0, deadline: float = math.inf
     ) -> None:
         self.mk, self.valid, self.restrict = mk, valid, restrict
         # a merge MIP (`absorb`) ends by then, however long the move it merges had
         self.deadline = deadline
         self.helpers = self.slots = helpers
         # while this says the LP guide is still being solved, at most GUIDE_PENDING_HELPERS moves
-        # are out at once (`_cap`)
-        self.pending = pending
+        # are out at once (see `_improve`)
+        self.pending: Callable[[], bool] | None = None
         self.pool: ProcessPoolExecutor | None = None
         # (future, incumbent it started from, its time limit and gap, the bids it frees)
         self.jobs: list[tuple[Future[IntArray | None], Allocation, float, float, IntArray]] = []
@@ -781,14 +774,7 @@ def improve(
     placements from it (`guide.guided_tops`)."""
     if inc.welfare(mk) >= (1.0 - gap) * bound - 1e-6:
         return inc
-    moves = Moves(
-        mk,
-        valid=valid,
-        restrict=restrict,
-        helpers=helpers,
-        deadline=deadline,
-        pending=None if guide is None else guide.pending,
-    )
+    moves = Moves(mk, valid=valid, restrict=restrict, helpers=helpers, deadline=deadline)
     try:
         return _improve(mk, inc, moves, deadline=deadline, gap=gap, bound=bound, lam=lam, guide=guide)
     finally:
@@ -816,6 +802,8 @@ def _improve(
         return best.welfare(mk) >= (1.0 - gap) * bound - 1e-6
 
     best = inc
+    if guide is not None:
+        moves.pending = guide.pending
 
     margin = min(1.0, MARGIN_SHARE * max(left(), 0.0))
     best = resource(mk, inc, seconds=min(RESOURCE_SECONDS, left() * 0.2), valid=valid, restrict=restrict)
